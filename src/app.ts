@@ -1,0 +1,208 @@
+/**
+ * The composition root: buildApp(runtime, deps) wires the fastify instance and returns it without
+ * listening, so tests drive it with inject() or a listener on port 0, and main.ts owns sockets and
+ * signals.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import { bearerToken, hashKey } from './auth/keys.ts';
+import { SluiceError } from './errors/sluice-error.ts';
+import type { Runtime } from './runtime.ts';
+import type { RequestContext } from './server/context.ts';
+import { sendError } from './server/error-handler.ts';
+import { requestIdFor } from './server/request-id.ts';
+import { type ReadinessCheck, registerHealthRoutes } from './server/routes/health.ts';
+import { registerInferenceRoutes } from './server/routes/inference.ts';
+import { registerModelsRoute } from './server/routes/models.ts';
+import { registerPassthrough } from './server/routes/passthrough.ts';
+import type { Metrics } from './telemetry/metrics.ts';
+import { createMetrics } from './telemetry/metrics.ts';
+import { type OriginSettings, UpstreamPools } from './upstream/pools.ts';
+
+export interface AppDeps {
+  logger: Logger;
+  metrics?: Metrics;
+  pools?: UpstreamPools;
+  readinessChecks?: ReadinessCheck[];
+}
+
+export interface Gateway {
+  readonly app: FastifyInstance;
+  readonly metrics: Metrics;
+  readonly pools: UpstreamPools;
+  /** The config snapshot new requests get. */
+  current(): Runtime;
+  /** Swap in a new compiled config; requests already running keep theirs. */
+  apply(runtime: Runtime): void;
+  /** Refuse new requests with 503 shutting_down (health probes keep answering). */
+  startDraining(): void;
+  isDraining(): boolean;
+  /** Stop listening, wait for in-flight requests up to `drainTimeoutMs`, then close pools. */
+  shutdown(drainTimeoutMs: number): Promise<void>;
+}
+
+export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway> {
+  let runtime = initial;
+  let draining = false;
+  const metrics = deps.metrics ?? createMetrics();
+  const pools = deps.pools ?? new UpstreamPools();
+  pools.configure(originSettings(runtime));
+
+  const server = initial.config.server;
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    // One log line per request is written by finish() below, streams and aborts included.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
+    bodyLimit: server.bodyLimitBytes,
+    genReqId: requestIdFor,
+    requestIdHeader: false,
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    // Keep-alive longer than typical load balancers' idle timeout, so they close first.
+    keepAliveTimeout: 65_000,
+    ajv: {
+      customOptions: {
+        coerceTypes: false,
+        removeAdditional: false,
+        useDefaults: false,
+        allErrors: false,
+        allowUnionTypes: true,
+      },
+    },
+  });
+
+  app.decorateRequest('sluice', null as unknown as RequestContext);
+  app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
+  app.setNotFoundHandler((request, reply) =>
+    sendError(
+      request,
+      reply,
+      new SluiceError('not_found', `No endpoint ${request.method} ${pathOf(request.url)}.`),
+    ),
+  );
+
+  app.addHook('onRequest', async (request, reply) => {
+    const ctx: RequestContext = {
+      startedAt: performance.now(),
+      runtime,
+      tenant: undefined,
+      model: undefined,
+      deployment: undefined,
+      stream: false,
+      usage: undefined,
+      errorCode: undefined,
+      firstByteMs: undefined,
+      truncated: false,
+    };
+    request.sluice = ctx;
+    reply.header('x-request-id', request.id);
+    metrics.inFlight.inc();
+    reply.raw.once('close', () => finish(request, reply.raw.statusCode, reply.raw.writableFinished));
+    const routeConfig = request.routeOptions.config;
+    if (!routeConfig.auth) return;
+    if (draining) throw new SluiceError('shutting_down', 'This gateway instance is shutting down; retry.');
+    const key = bearerToken(request.headers.authorization);
+    if (key === undefined) {
+      throw new SluiceError(
+        'missing_api_key',
+        'Missing API key: send Authorization: Bearer <your Sluice key>.',
+      );
+    }
+    const tenant = runtime.tenantsByKeyHash.get(hashKey(key));
+    if (tenant === undefined) throw new SluiceError('invalid_api_key', 'Incorrect API key provided.');
+    ctx.tenant = tenant;
+  });
+
+  function finish(request: import('fastify').FastifyRequest, status: number, completed: boolean): void {
+    const ctx = request.sluice;
+    metrics.inFlight.dec();
+    const durationMs = performance.now() - ctx.startedAt;
+    if (!completed && ctx.errorCode === undefined) ctx.errorCode = 'client_closed_request';
+    const route = request.routeOptions.url ?? 'unmatched';
+    const model = ctx.model ?? (ctx.tenant ? 'unknown' : '');
+    const logged = !completed && ctx.errorCode === 'client_closed_request' ? 499 : status;
+    metrics.requests.inc({ route, model, status: logged, code: ctx.errorCode ?? '' });
+    metrics.duration.observe({ route, model }, durationMs / 1000);
+    if (ctx.usage) {
+      metrics.tokens.inc({ model, kind: 'prompt' }, ctx.usage.promptTokens);
+      metrics.tokens.inc({ model, kind: 'completion' }, ctx.usage.completionTokens);
+    }
+    if (route === '/healthz' || route === '/readyz' || route === '/metrics') return;
+    request.log.info(
+      {
+        tenant: ctx.tenant?.name,
+        method: request.method,
+        route,
+        model: ctx.model,
+        deployment: ctx.deployment,
+        status: logged,
+        code: ctx.errorCode,
+        stream: ctx.stream,
+        truncated: ctx.truncated || undefined,
+        durationMs: Math.round(durationMs * 1000) / 1000,
+        firstByteMs: ctx.firstByteMs === undefined ? undefined : Math.round(ctx.firstByteMs * 1000) / 1000,
+        promptTokens: ctx.usage?.promptTokens,
+        completionTokens: ctx.usage?.completionTokens,
+      },
+      'request',
+    );
+  }
+
+  registerHealthRoutes(app, deps.readinessChecks ?? [], () => draining);
+  app.get('/metrics', async (_request, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+  registerModelsRoute(app);
+  registerInferenceRoutes(app, { pools, metrics });
+  await registerPassthrough(app, pools, () => runtime);
+
+  return {
+    app,
+    metrics,
+    pools,
+    current: () => runtime,
+    apply(next: Runtime) {
+      pools.configure(originSettings(next));
+      runtime = next;
+    },
+    startDraining() {
+      draining = true;
+    },
+    isDraining: () => draining,
+    async shutdown(drainTimeoutMs: number) {
+      draining = true;
+      const closing = app.close();
+      const timer = setTimeout(() => {
+        app.log.warn({ drainTimeoutMs }, 'drain timeout reached; closing the remaining connections');
+        app.server.closeAllConnections();
+      }, drainTimeoutMs);
+      try {
+        await closing;
+      } finally {
+        clearTimeout(timer);
+        await pools.close();
+      }
+    },
+  };
+}
+
+/** Pool settings per origin: providers sharing an origin share one pool sized for all of them. */
+export function originSettings(runtime: Runtime): Map<string, OriginSettings> {
+  const out = new Map<string, OriginSettings>();
+  for (const p of runtime.providers.values()) {
+    const seen = out.get(p.origin);
+    out.set(p.origin, {
+      connections: (seen?.connections ?? 0) + p.connections,
+      connectTimeoutMs: Math.min(
+        seen?.connectTimeoutMs ?? Number.POSITIVE_INFINITY,
+        p.timeouts.connectTimeoutMs,
+      ),
+    });
+  }
+  return out;
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return (q < 0 ? url : url.slice(0, q)).slice(0, 200);
+}

@@ -1,0 +1,185 @@
+/**
+ * Config loading: parse YAML, interpolate `${ENV}`, validate against the closed schema, check
+ * cross-references and the timeout ladder, fill defaults, deep-freeze. Every failure is a
+ * ConfigError whose `path` names the bad field (`models.gpt-4o.deployments[0].provider`).
+ */
+import { readFile } from 'node:fs/promises';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { DEFAULTS } from './defaults.ts';
+import { type Env, InterpolationError, interpolateTree } from './interpolate.ts';
+import { type Config, type ConfigInput, ConfigSchema, type Timeouts, type TimeoutsConfig } from './schema.ts';
+
+export class ConfigError extends Error {
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super(path ? `${path}: ${message}` : message);
+    this.name = 'ConfigError';
+    this.path = path;
+  }
+}
+
+const ajv = new Ajv({
+  allErrors: false,
+  useDefaults: true,
+  strict: false,
+  coerceTypes: false,
+  verbose: true,
+});
+const validate = ajv.compile<ConfigInput>(ConfigSchema);
+
+export async function loadConfigFile(file: string, env: Env): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError('', `cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  return parseConfig(text, env);
+}
+
+export function parseConfig(text: string, env: Env): Config {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { maxAliasCount: 100, uniqueKeys: true });
+  } catch (err) {
+    if (err instanceof YAMLParseError) {
+      const pos = err.linePos?.[0];
+      throw new ConfigError(
+        '',
+        `invalid YAML${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${err.code}`,
+      );
+    }
+    throw err;
+  }
+  return validateConfig(raw, env);
+}
+
+export function validateConfig(raw: unknown, env: Env): Config {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError('', 'the config must be a YAML mapping with providers, models and tenants');
+  }
+  let doc: Record<string, unknown>;
+  try {
+    doc = interpolateTree(raw, env) as Record<string, unknown>;
+  } catch (err) {
+    if (err instanceof InterpolationError)
+      throw new ConfigError(err.path, err.message.slice(err.path.length + 2));
+    throw err;
+  }
+  // Sections are optional in the file; materialise them so ajv fills their defaults.
+  doc.server ??= {};
+  doc.logging ??= {};
+  if (!validate(doc)) throw fromAjvError(validate.errors![0]!);
+  const config = doc as unknown as Config;
+  config.timeouts = { ...DEFAULTS.timeouts, ...config.timeouts };
+  checkReferences(config);
+  return deepFreeze(config);
+}
+
+function checkReferences(config: Config): void {
+  for (const [name, provider] of Object.entries(config.providers)) {
+    const at = joinPath('providers', name);
+    if (provider.baseUrl === undefined) {
+      if (provider.kind !== 'fake') throw new ConfigError(`${at}.baseUrl`, 'is required for this kind');
+    } else {
+      let url: URL;
+      try {
+        url = new URL(provider.baseUrl);
+      } catch {
+        throw new ConfigError(`${at}.baseUrl`, 'is not a valid URL');
+      }
+      if (url.search || url.hash || url.username || url.password) {
+        throw new ConfigError(
+          `${at}.baseUrl`,
+          'must not carry a query, fragment or credentials (use apiKey)',
+        );
+      }
+    }
+    checkLadder(mergeTimeouts(config.timeouts, provider.timeouts), `${at}.timeouts`);
+  }
+  for (const [name, model] of Object.entries(config.models)) {
+    model.deployments.forEach((deployment, i) => {
+      const at = `${joinPath('models', name)}.deployments[${i}].provider`;
+      const provider = config.providers[deployment.provider];
+      if (!provider) throw new ConfigError(at, `unknown provider "${deployment.provider}"`);
+      const ladder = mergeTimeouts(config.timeouts, provider.timeouts, model.timeouts);
+      checkLadder(ladder, `${joinPath('models', name)}.timeouts`);
+    });
+  }
+  if (config.passthrough && !config.providers[config.passthrough.provider]) {
+    throw new ConfigError('passthrough.provider', `unknown provider "${config.passthrough.provider}"`);
+  }
+  const owners = new Map<string, string>();
+  for (const [name, tenant] of Object.entries(config.tenants)) {
+    tenant.keys.forEach((key, i) => {
+      const owner = owners.get(key);
+      if (owner !== undefined) {
+        throw new ConfigError(
+          `${joinPath('tenants', name)}.keys[${i}]`,
+          `the same key is already given to tenant "${owner}"`,
+        );
+      }
+      owners.set(key, name);
+    });
+  }
+}
+
+/** Narrowest wins: model over provider over the top-level section over the built-in defaults. */
+export function mergeTimeouts(...layers: Array<TimeoutsConfig | undefined>): Timeouts {
+  const out: Timeouts = { ...DEFAULTS.timeouts };
+  for (const layer of layers) if (layer) Object.assign(out, layer);
+  return out;
+}
+
+const LADDER = ['connectTimeoutMs', 'firstTokenTimeoutMs', 'chunkGapTimeoutMs', 'totalTimeoutMs'] as const;
+
+function checkLadder(t: Timeouts, at: string): void {
+  for (let i = 1; i < LADDER.length; i++) {
+    const lower = LADDER[i - 1]!;
+    const upper = LADDER[i]!;
+    if (t[lower] > t[upper]) {
+      throw new ConfigError(
+        `${at}.${lower}`,
+        `${t[lower]} ms is longer than ${upper} (${t[upper]} ms); the ladder is connect <= firstToken <= chunkGap <= total`,
+      );
+    }
+  }
+}
+
+function fromAjvError(error: ErrorObject): ConfigError {
+  const segments = error.instancePath.split('/').slice(1).map(unescapePointer);
+  let path = segments.reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : joinPath(acc, seg)), '');
+  const params = error.params as Record<string, unknown>;
+  let message = error.message ?? 'is invalid';
+  if (error.keyword === 'additionalProperties') {
+    path = joinPath(path, String(params.additionalProperty));
+    message = (error.parentSchema as { patternProperties?: unknown } | undefined)?.patternProperties
+      ? 'is not a valid name (letters, digits and . _ : -, at most 128 characters)'
+      : 'is not a known setting';
+  } else if (error.keyword === 'required') {
+    path = joinPath(path, String(params.missingProperty));
+    message = 'is required';
+  } else if (error.keyword === 'enum') {
+    message = `must be one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+  }
+  return new ConfigError(path, message);
+}
+
+function unescapePointer(segment: string): string {
+  return segment.replace(/~1/g, '/').replace(/~0/g, '~');
+}
+
+/** Appends a key to a dotted path, bracket-quoting keys that have dots or other punctuation. */
+export function joinPath(path: string, key: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_-]*$/.test(key)) return `${path}[${JSON.stringify(key)}]`;
+  return path ? `${path}.${key}` : key;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}

@@ -1,0 +1,164 @@
+/**
+ * The closed schema of the config file. It is the single source of the TypeScript types, the
+ * runtime validation (ajv) and the published `config/schema.json` (`npm run schema`).
+ * Unknown keys are refused everywhere: a typo must fail loudly, not be ignored.
+ */
+import { type Static, type TObject, type TProperties, type TSchema, Type } from '@sinclair/typebox';
+import { DEFAULTS, PRIORITIES } from './defaults.ts';
+
+const closed = <T extends TProperties>(properties: T, description?: string): TObject<T> =>
+  Type.Object(properties, { additionalProperties: false, ...(description ? { description } : {}) });
+
+const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' });
+/** A string enum as JSON Schema `enum` (clearer errors than a union of literals). */
+const StringEnum = <T extends string>(values: readonly T[], options: Record<string, unknown> = {}) =>
+  Type.Unsafe<T>({ type: 'string', enum: [...values], ...options });
+/** A name-keyed map whose keys must be valid names. */
+const NamedMap = <T extends TSchema>(item: T, options: Record<string, unknown> = {}) =>
+  Type.Record(Name, item, { additionalProperties: false, ...options });
+const Milliseconds = (description: string, def?: number) =>
+  Type.Integer({
+    minimum: 1,
+    maximum: 86_400_000,
+    description,
+    ...(def === undefined ? {} : { default: def }),
+  });
+
+export const TimeoutsSchema = closed(
+  {
+    connectTimeoutMs: Type.Optional(Milliseconds('TCP+TLS connect to the provider.')),
+    firstTokenTimeoutMs: Type.Optional(
+      Milliseconds('From request sent to the first content token (streams) or response headers (JSON).'),
+    ),
+    chunkGapTimeoutMs: Type.Optional(Milliseconds('Longest silence allowed between two stream chunks.')),
+    totalTimeoutMs: Type.Optional(Milliseconds('Hard ceiling for the whole upstream call.')),
+  },
+  'The timeout ladder; must satisfy connect <= firstToken <= chunkGap <= total once merged.',
+);
+
+export const ProviderSchema = closed({
+  kind: StringEnum(['openai', 'fake'] as const, {
+    description:
+      "Wire format. 'openai' covers any OpenAI-compatible API; 'fake' is Sluice's fake provider (started in-process when baseUrl is omitted).",
+  }),
+  baseUrl: Type.Optional(
+    Type.String({
+      pattern: '^https?://',
+      description: 'Base URL up to and including the API version, e.g. https://api.openai.com/v1',
+    }),
+  ),
+  apiKey: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description: 'Sent upstream as a Bearer token. Use ${ENV_VAR}; never logged.',
+    }),
+  ),
+  region: Type.String({ minLength: 1, maxLength: 64, default: DEFAULTS.provider.region }),
+  connections: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: DEFAULTS.provider.connections,
+    description: 'Keep-alive connections in the pool for this origin.',
+  }),
+  headers: Type.Optional(
+    Type.Record(Type.String({ pattern: '^[A-Za-z0-9-]{1,64}$' }), Type.String({ maxLength: 4096 }), {
+      additionalProperties: false,
+      description: 'Extra headers sent on every upstream request (e.g. OpenAI-Organization).',
+    }),
+  ),
+  timeouts: Type.Optional(TimeoutsSchema),
+});
+
+export const DeploymentSchema = closed({
+  provider: Name,
+  model: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 256,
+      description: 'Upstream model name; defaults to the public name.',
+    }),
+  ),
+  weight: Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000, default: DEFAULTS.deployment.weight }),
+});
+
+export const ModelSchema = closed({
+  deployments: Type.Array(DeploymentSchema, { minItems: 1, maxItems: 64 }),
+  timeouts: Type.Optional(TimeoutsSchema),
+});
+
+export const TenantSchema = closed({
+  keys: Type.Array(
+    Type.String({
+      pattern: '^sha256:[0-9a-f]{64}$',
+      description: 'SHA-256 of a Sluice key, as printed by `npm run hash-key -- <key>`.',
+    }),
+    { minItems: 1, maxItems: 1000 },
+  ),
+  priority: StringEnum(PRIORITIES, { default: DEFAULTS.tenant.priority }),
+});
+
+export const ConfigSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    server: Type.Optional(
+      closed({
+        host: Type.String({ minLength: 1, default: DEFAULTS.server.host }),
+        port: Type.Integer({ minimum: 0, maximum: 65_535, default: DEFAULTS.server.port }),
+        bodyLimitBytes: Type.Integer({
+          minimum: 1024,
+          maximum: 256 * 1024 * 1024,
+          default: DEFAULTS.server.bodyLimitBytes,
+        }),
+        drainTimeoutMs: Type.Integer({
+          minimum: 0,
+          maximum: 3_600_000,
+          default: DEFAULTS.server.drainTimeoutMs,
+        }),
+        maxResponseBytes: Type.Integer({
+          minimum: 1024,
+          maximum: 1024 * 1024 * 1024,
+          default: DEFAULTS.server.maxResponseBytes,
+        }),
+      }),
+    ),
+    logging: Type.Optional(
+      closed({
+        level: StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, {
+          default: DEFAULTS.logging.level,
+        }),
+      }),
+    ),
+    timeouts: Type.Optional(TimeoutsSchema),
+    providers: NamedMap(ProviderSchema, { minProperties: 1 }),
+    models: Type.Record(Type.String({ pattern: '^[^\\x00-\\x1f]{1,256}$' }), ModelSchema, {
+      minProperties: 1,
+      additionalProperties: false,
+    }),
+    tenants: NamedMap(TenantSchema, { minProperties: 1 }),
+    passthrough: Type.Optional(
+      closed(
+        { provider: Name },
+        'Other /v1/* paths (files, batches, ...) are proxied untouched to this provider; without it they get 404.',
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type ConfigInput = Static<typeof ConfigSchema>;
+export type ProviderConfig = Static<typeof ProviderSchema>;
+export type ModelConfig = Static<typeof ModelSchema>;
+export type TenantConfig = Static<typeof TenantSchema>;
+export type TimeoutsConfig = Static<typeof TimeoutsSchema>;
+export type Timeouts = Required<TimeoutsConfig>;
+
+/** The validated config: every section present, every default filled in, deep-frozen. */
+export type Config = Omit<ConfigInput, 'server' | 'logging' | 'timeouts'> & {
+  server: Required<NonNullable<ConfigInput['server']>>;
+  logging: Required<NonNullable<ConfigInput['logging']>>;
+  timeouts: Timeouts;
+};
+
+export function jsonSchema(): TSchema {
+  return { $id: 'https://sluice.dev/config.schema.json', title: 'Sluice configuration', ...ConfigSchema };
+}

@@ -1,0 +1,94 @@
+/**
+ * Every error code Sluice itself produces. Codes are the contract (clients and dashboards match
+ * on them, and they are metric labels, so the set is small and fixed); messages are for humans.
+ * `docs/errors.md` lists the same codes, kept in sync by test/unit/errors-doc.test.ts.
+ *
+ * `type` follows OpenAI's error types so SDKs map them to the usual exception classes.
+ */
+export const ERROR_CATALOG = {
+  invalid_json: { status: 400, type: 'invalid_request_error', doc: 'The body is not valid JSON.' },
+  invalid_request: {
+    status: 400,
+    type: 'invalid_request_error',
+    doc: 'A field is missing or has the wrong type; `param` names it.',
+  },
+  missing_api_key: {
+    status: 401,
+    type: 'authentication_error',
+    doc: 'No `Authorization: Bearer <key>` header.',
+  },
+  invalid_api_key: { status: 401, type: 'authentication_error', doc: 'The key matches no tenant.' },
+  not_found: {
+    status: 404,
+    type: 'invalid_request_error',
+    doc: 'No such endpoint (and no pass-through configured).',
+  },
+  model_not_found: {
+    status: 404,
+    type: 'invalid_request_error',
+    doc: 'The requested model is not configured.',
+  },
+  request_too_large: {
+    status: 413,
+    type: 'invalid_request_error',
+    doc: 'The body is larger than `server.bodyLimitBytes`.',
+  },
+  unsupported_media_type: {
+    status: 415,
+    type: 'invalid_request_error',
+    doc: 'The body is not `application/json`.',
+  },
+  upstream_error: {
+    status: 502,
+    type: 'api_error',
+    doc: 'The provider answered with an error that carried no code of its own; status and message are passed through.',
+  },
+  upstream_unreachable: {
+    status: 502,
+    type: 'api_error',
+    doc: 'The provider could not be reached (connection refused or reset, DNS failure).',
+  },
+  upstream_bad_response: {
+    status: 502,
+    type: 'api_error',
+    doc: 'The provider sent a response Sluice cannot pass on (too large, or cut off before it was complete).',
+  },
+  upstream_stream_interrupted: {
+    status: 502,
+    type: 'api_error',
+    doc: 'The provider stream broke after bytes reached the client; sent as a final SSE `error` event.',
+  },
+  connect_timeout: {
+    status: 504,
+    type: 'timeout_error',
+    doc: 'No connection to the provider within `connectTimeoutMs`.',
+  },
+  first_token_timeout: {
+    status: 504,
+    type: 'timeout_error',
+    doc: 'No first token (streams) or response headers (JSON) within `firstTokenTimeoutMs`.',
+  },
+  chunk_gap_timeout: {
+    status: 504,
+    type: 'timeout_error',
+    doc: 'The stream went silent for longer than `chunkGapTimeoutMs`.',
+  },
+  total_timeout: { status: 504, type: 'timeout_error', doc: 'The call ran past `totalTimeoutMs`.' },
+  client_closed_request: {
+    status: 499,
+    type: 'api_error',
+    doc: 'The client went away before the answer was complete (logged, never sent).',
+  },
+  shutting_down: {
+    status: 503,
+    type: 'api_error',
+    doc: 'This instance is draining for shutdown; retry, another instance will answer.',
+  },
+  internal_error: {
+    status: 500,
+    type: 'api_error',
+    doc: 'A bug in Sluice; the log line with the request id has details.',
+  },
+} as const satisfies Record<string, { status: number; type: string; doc: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOG;

@@ -1,0 +1,168 @@
+#!/usr/bin/env node
+/**
+ * The process: parse the command line, load the config, listen, reload on change or SIGHUP, and
+ * drain on SIGTERM/SIGINT. Everything else is built by buildApp().
+ *
+ *   sluice [--config FILE]          start the gateway (embedded defaults without a config)
+ *   sluice check-config FILE        validate a config file and exit
+ *   sluice hash-key KEY             print the digest to put in tenants.<name>.keys
+ */
+import { parseArgs } from 'node:util';
+import { buildApp } from './app.ts';
+import { hashKey } from './auth/keys.ts';
+import { DEFAULTS } from './config/defaults.ts';
+import { DEMO_KEY, embeddedConfig } from './config/embedded.ts';
+import { ConfigError, loadConfigFile, validateConfig } from './config/load.ts';
+import { watchConfigFile } from './config/watch.ts';
+import type { FakeProvider } from './fake-provider/server.ts';
+import { startFakeProvider } from './fake-provider/server.ts';
+import { compileRuntime, needsEmbeddedFake, type Runtime } from './runtime.ts';
+import { createLogger } from './telemetry/logger.ts';
+
+const USAGE = `usage:
+  sluice [--config FILE]        start the gateway (FILE defaults to $SLUICE_CONFIG, else embedded defaults)
+  sluice check-config FILE      validate a config file
+  sluice hash-key KEY           print the digest of a Sluice key for tenants.<name>.keys`;
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const [command, arg] = positionals;
+  if (command === 'hash-key') {
+    if (!arg) return usageError('hash-key needs the key');
+    process.stdout.write(`${hashKey(arg)}\n`);
+    return 0;
+  }
+  if (command === 'check-config') {
+    if (!arg) return usageError('check-config needs a file');
+    try {
+      await loadConfigFile(arg, process.env);
+    } catch (err) {
+      return configFailure(err);
+    }
+    process.stdout.write(`${arg}: ok\n`);
+    return 0;
+  }
+  if (command !== undefined && command !== 'start') return usageError(`unknown command ${command}`);
+  return serve(values.config ?? process.env.SLUICE_CONFIG);
+}
+
+async function serve(configPath: string | undefined): Promise<number> {
+  const env = process.env;
+  let fake: FakeProvider | undefined;
+  const load = async (): Promise<Runtime> => {
+    const config = configPath
+      ? await loadConfigFile(configPath, env)
+      : validateConfig(embeddedConfig(env), env);
+    if (needsEmbeddedFake(config) && !fake) fake = await startFakeProvider({ host: '127.0.0.1', port: 0 });
+    return compileRuntime(config, { embeddedFakeBaseUrl: fake?.baseUrl });
+  };
+
+  let runtime: Runtime;
+  try {
+    runtime = await load();
+  } catch (err) {
+    await fake?.close();
+    return configFailure(err);
+  }
+  const logger = createLogger(runtime.config.logging.level);
+  const gateway = await buildApp(runtime, { logger });
+  const { host, port } = runtime.config.server;
+  try {
+    await gateway.app.listen({ host, port });
+  } catch (err) {
+    logger.fatal({ err }, 'cannot listen');
+    await fake?.close();
+    return 1;
+  }
+  const address = gateway.app.server.address();
+  const url =
+    typeof address === 'object' && address ? `http://${host}:${address.port}` : `http://${host}:${port}`;
+  logger.info(
+    {
+      url,
+      config: configPath ?? 'embedded',
+      fakeProvider: fake?.baseUrl,
+      models: [...runtime.models.keys()],
+    },
+    'sluice listening',
+  );
+  if (!configPath)
+    logger.warn({ demoKey: DEMO_KEY }, 'embedded config: demo tenant key accepted on localhost only');
+
+  let reloading = Promise.resolve();
+  const reload = (reason: string) => {
+    reloading = reloading.then(async () => {
+      try {
+        const next = await load();
+        if (JSON.stringify(next.config.server) !== JSON.stringify(gateway.current().config.server)) {
+          logger.warn('server.* settings changed: they take effect on restart');
+        }
+        gateway.apply(next);
+        logger.level = next.config.logging.level;
+        gateway.metrics.configReloads.inc({ result: 'applied' });
+        logger.info({ reason, models: next.models.size, providers: next.providers.size }, 'config reloaded');
+      } catch (err) {
+        gateway.metrics.configReloads.inc({ result: 'rejected' });
+        logger.error(
+          { reason, path: (err as ConfigError).path, error: (err as Error).message },
+          'config rejected; keeping the running config',
+        );
+      }
+    });
+  };
+  const stopWatching = configPath
+    ? watchConfigFile(configPath, DEFAULTS.reloadDebounceMs, () => reload('file changed'))
+    : () => {};
+  process.on('SIGHUP', () => reload('SIGHUP'));
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      const drainTimeoutMs = gateway.current().config.server.drainTimeoutMs;
+      logger.info({ signal, drainTimeoutMs }, 'draining');
+      stopWatching();
+      await gateway.shutdown(drainTimeoutMs);
+      await fake?.close();
+      logger.info('stopped');
+      resolve(0);
+    };
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+    process.on('SIGINT', () => void stop('SIGINT'));
+  });
+}
+
+function configFailure(err: unknown): number {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`sluice: config error: ${err.message}\n`);
+    return 1;
+  }
+  process.stderr.write(`sluice: ${(err as Error).stack ?? String(err)}\n`);
+  return 1;
+}
+
+function usageError(message: string): number {
+  process.stderr.write(`sluice: ${message}\n${USAGE}\n`);
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`sluice: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

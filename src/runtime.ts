@@ -1,0 +1,123 @@
+/**
+ * The runtime is the config compiled for the request path: maps instead of records, URLs parsed,
+ * key digests indexed, timeouts merged. A request takes one snapshot when it starts and keeps it,
+ * so a reload swaps configs atomically between requests and never under one.
+ */
+
+import type { Priority } from './config/defaults.ts';
+import { mergeTimeouts } from './config/load.ts';
+import type { Config, ProviderConfig, Timeouts } from './config/schema.ts';
+
+export interface ProviderRuntime {
+  readonly name: string;
+  readonly kind: ProviderConfig['kind'];
+  /** e.g. `http://127.0.0.1:9000` */
+  readonly origin: string;
+  /** e.g. `/v1` (no trailing slash) */
+  readonly basePath: string;
+  readonly region: string;
+  readonly connections: number;
+  /** Headers sent on every upstream call, the provider's Authorization included. Never logged. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly timeouts: Timeouts;
+}
+
+export interface Deployment {
+  /** Stable, low-cardinality id used in headers, logs and metric labels: provider/model@region. */
+  readonly id: string;
+  readonly provider: ProviderRuntime;
+  readonly upstreamModel: string;
+  readonly weight: number;
+  readonly timeouts: Timeouts;
+}
+
+export interface ModelRoute {
+  readonly name: string;
+  readonly deployments: readonly Deployment[];
+}
+
+export interface Tenant {
+  readonly name: string;
+  readonly priority: Priority;
+}
+
+export interface Runtime {
+  readonly config: Config;
+  readonly providers: ReadonlyMap<string, ProviderRuntime>;
+  readonly models: ReadonlyMap<string, ModelRoute>;
+  readonly tenantsByKeyHash: ReadonlyMap<string, Tenant>;
+  readonly passthrough: ProviderRuntime | undefined;
+  /** The body of GET /v1/models, rendered once per config. */
+  readonly modelList: string;
+  readonly loadedAt: Date;
+}
+
+export interface CompileOptions {
+  /** Base URL of the in-process fake provider, for `kind: fake` providers without a baseUrl. */
+  embeddedFakeBaseUrl?: string | undefined;
+}
+
+export function compileRuntime(config: Config, options: CompileOptions = {}): Runtime {
+  const providers = new Map<string, ProviderRuntime>();
+  for (const [name, p] of Object.entries(config.providers)) {
+    const base = p.baseUrl ?? options.embeddedFakeBaseUrl;
+    if (base === undefined)
+      throw new Error(`provider ${name}: no baseUrl and no embedded fake provider running`);
+    const url = new URL(base);
+    const headers: Record<string, string> = { 'content-type': 'application/json', ...p.headers };
+    if (p.apiKey !== undefined) headers.authorization = `Bearer ${p.apiKey}`;
+    providers.set(name, {
+      name,
+      kind: p.kind,
+      origin: url.origin,
+      basePath: url.pathname.replace(/\/+$/, ''),
+      region: p.region,
+      connections: p.connections,
+      headers,
+      timeouts: mergeTimeouts(config.timeouts, p.timeouts),
+    });
+  }
+
+  const models = new Map<string, ModelRoute>();
+  for (const [name, m] of Object.entries(config.models)) {
+    const deployments = m.deployments.map((d): Deployment => {
+      const provider = providers.get(d.provider)!;
+      const upstreamModel = d.model ?? name;
+      return {
+        id: `${provider.name}/${upstreamModel}@${provider.region}`,
+        provider,
+        upstreamModel,
+        weight: d.weight,
+        timeouts: mergeTimeouts(config.timeouts, config.providers[d.provider]!.timeouts, m.timeouts),
+      };
+    });
+    models.set(name, { name, deployments });
+  }
+
+  const tenantsByKeyHash = new Map<string, Tenant>();
+  for (const [name, t] of Object.entries(config.tenants)) {
+    const tenant: Tenant = { name, priority: t.priority };
+    for (const key of t.keys) tenantsByKeyHash.set(key, tenant);
+  }
+
+  const created = Math.floor(Date.now() / 1000);
+  const modelList = JSON.stringify({
+    object: 'list',
+    data: [...models.keys()].map((id) => ({ id, object: 'model', created, owned_by: 'sluice' })),
+  });
+
+  return {
+    config,
+    providers,
+    models,
+    tenantsByKeyHash,
+    passthrough: config.passthrough ? providers.get(config.passthrough.provider) : undefined,
+    modelList,
+    loadedAt: new Date(),
+  };
+}
+
+/** True when some provider needs the in-process fake provider (kind fake, no baseUrl). */
+export function needsEmbeddedFake(config: Config): boolean {
+  return Object.values(config.providers).some((p) => p.kind === 'fake' && p.baseUrl === undefined);
+}

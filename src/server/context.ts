@@ -1,0 +1,27 @@
+import type { Runtime, Tenant } from '../runtime.ts';
+import type { Usage } from '../upstream/usage.ts';
+
+/** What one request collects on its way through, read once at the end for the log line and metrics. */
+export interface RequestContext {
+  readonly startedAt: number;
+  runtime: Runtime;
+  tenant: Tenant | undefined;
+  model: string | undefined;
+  deployment: string | undefined;
+  stream: boolean;
+  usage: Usage | undefined;
+  errorCode: string | undefined;
+  /** ms from request start to the first byte written to the client (streams). */
+  firstByteMs: number | undefined;
+  truncated: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    sluice: RequestContext;
+  }
+  interface FastifyContextConfig {
+    /** Route needs a Sluice key. */
+    auth?: boolean;
+  }
+}

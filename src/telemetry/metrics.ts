@@ -1,0 +1,73 @@
+/**
+ * prom-client is used here and nowhere else. Each app gets its own registry (tests run several
+ * apps in one process). Label values are bounded: routes are route patterns, models are
+ * configured names or "unknown", statuses are HTTP codes, codes come from the error catalog.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'route' | 'model' | 'status' | 'code'>;
+  readonly duration: Histogram<'route' | 'model'>;
+  readonly inFlight: Gauge;
+  readonly upstreamDuration: Histogram<'deployment' | 'outcome'>;
+  readonly tokens: Counter<'model' | 'kind'>;
+  readonly streamsTruncated: Counter<'deployment' | 'code'>;
+  readonly configReloads: Counter<'result'>;
+}
+
+const LATENCY_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+];
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    requests: new Counter({
+      name: 'sluice_requests_total',
+      help: 'Requests answered, by route pattern, model, HTTP status and error code ("" on success).',
+      labelNames: ['route', 'model', 'status', 'code'],
+      registers,
+    }),
+    duration: new Histogram({
+      name: 'sluice_request_duration_seconds',
+      help: 'Time from request received to response finished (streams: last byte).',
+      labelNames: ['route', 'model'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    inFlight: new Gauge({
+      name: 'sluice_requests_in_flight',
+      help: 'Requests being handled now.',
+      registers,
+    }),
+    upstreamDuration: new Histogram({
+      name: 'sluice_upstream_duration_seconds',
+      help: 'Upstream call time until the answer was complete, by deployment and outcome (ok or error code).',
+      labelNames: ['deployment', 'outcome'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    tokens: new Counter({
+      name: 'sluice_tokens_total',
+      help: 'Tokens reported by providers, by model and kind (prompt, completion).',
+      labelNames: ['model', 'kind'],
+      registers,
+    }),
+    streamsTruncated: new Counter({
+      name: 'sluice_streams_truncated_total',
+      help: 'Streams that broke after bytes reached the client and were ended with an SSE error event.',
+      labelNames: ['deployment', 'code'],
+      registers,
+    }),
+    configReloads: new Counter({
+      name: 'sluice_config_reloads_total',
+      help: 'Config reload attempts by result (applied, rejected).',
+      labelNames: ['result'],
+      registers,
+    }),
+  };
+}

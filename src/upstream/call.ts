@@ -1,0 +1,95 @@
+/**
+ * One upstream call through the pooled dispatcher, under the timeout ladder. Returns the response
+ * once its status is known to be a success; a provider error is read (bounded) and thrown as a
+ * SluiceError in OpenAI shape.
+ */
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { Timeouts } from '../config/schema.ts';
+import { SluiceError } from '../errors/sluice-error.ts';
+import type { UpstreamRequest } from '../providers/openai.ts';
+import { classifyUpstreamError, providerErrorFromResponse } from './classify.ts';
+
+/** Provider error bodies are small; anything past this is cut before parsing. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+export interface UpstreamResponse {
+  readonly statusCode: number;
+  readonly headers: Dispatcher.ResponseData['headers'];
+  readonly body: Dispatcher.ResponseData['body'];
+}
+
+export async function callUpstream(
+  dispatcher: Dispatcher,
+  req: UpstreamRequest,
+  timeouts: Timeouts,
+  deploymentId: string,
+  signal: AbortSignal,
+): Promise<UpstreamResponse> {
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await dispatcher.request({
+      origin: req.origin,
+      path: req.path,
+      method: req.method,
+      headers: req.headers,
+      body: req.body,
+      signal,
+      headersTimeout: timeouts.firstTokenTimeoutMs,
+      bodyTimeout: timeouts.chunkGapTimeoutMs,
+    });
+  } catch (err) {
+    throw classifyUpstreamError(err, deploymentId, signal);
+  }
+  if (res.statusCode >= 400) {
+    let text = '';
+    try {
+      text = (await readBounded(res.body, MAX_ERROR_BODY_BYTES, deploymentId, signal, true)).toString('utf8');
+    } catch (err) {
+      if (signal.aborted) throw classifyUpstreamError(err, deploymentId, signal);
+    }
+    const retryAfter = res.headers['retry-after'];
+    throw providerErrorFromResponse(
+      res.statusCode,
+      text,
+      typeof retryAfter === 'string' ? retryAfter : undefined,
+    );
+  }
+  return res;
+}
+
+/**
+ * Reads a whole body into memory, refusing to hold more than `limit` bytes. With `truncate`, the
+ * first `limit` bytes are kept and the rest is discarded instead of failing.
+ */
+export async function readBounded(
+  body: Readable,
+  limit: number,
+  deploymentId: string,
+  signal: AbortSignal,
+  truncate = false,
+): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) {
+        if (truncate) {
+          chunks.push(chunk.subarray(0, chunk.length - (size - limit)));
+          body.destroy();
+          break;
+        }
+        body.destroy();
+        throw new SluiceError(
+          'upstream_bad_response',
+          `The provider's response is larger than this gateway holds (${limit} bytes; deployment ${deploymentId})`,
+        );
+      }
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    throw classifyUpstreamError(err, deploymentId, signal);
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, Math.min(size, limit));
+}

@@ -1,0 +1,161 @@
+/**
+ * The one place where a failed upstream call becomes a SluiceError. Every caller (inference
+ * routes, the pass-through proxy) asks this module; nothing else inspects undici error codes.
+ */
+import { type ProviderErrorBody, SluiceError } from '../errors/sluice-error.ts';
+
+/** Why Sluice itself aborted an upstream call; carried as the AbortSignal's reason. */
+export type AbortCause =
+  | 'client_closed_request'
+  | 'total_timeout'
+  | 'first_token_timeout'
+  | 'chunk_gap_timeout';
+
+export class UpstreamAbort extends Error {
+  readonly kind: AbortCause;
+  constructor(kind: AbortCause) {
+    super(kind);
+    this.kind = kind;
+  }
+}
+
+const MESSAGES: Record<AbortCause, string> = {
+  client_closed_request: 'The client closed the request',
+  total_timeout: 'The upstream call exceeded its total timeout',
+  first_token_timeout: 'The provider sent no first token in time',
+  chunk_gap_timeout: 'The provider stream stalled between chunks',
+};
+
+/** `midStream`: the failure came after response bytes were relayed, so a dropped socket is an interrupted stream. */
+export function classifyUpstreamError(
+  err: unknown,
+  deploymentId: string,
+  signal?: AbortSignal,
+  midStream = false,
+): SluiceError {
+  if (err instanceof SluiceError) return err;
+  const reason: unknown = signal?.aborted ? signal.reason : undefined;
+  if (reason instanceof UpstreamAbort) {
+    return new SluiceError(reason.kind, `${MESSAGES[reason.kind]} (deployment ${deploymentId})`, {
+      cause: err,
+    });
+  }
+  const code = (err as { code?: string } | null)?.code;
+  switch (code) {
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return new SluiceError(
+        'connect_timeout',
+        `Connecting to the provider timed out (deployment ${deploymentId})`,
+        {
+          cause: err,
+        },
+      );
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return new SluiceError(
+        'first_token_timeout',
+        `The provider sent no response headers in time (deployment ${deploymentId})`,
+        { cause: err },
+      );
+    case 'UND_ERR_BODY_TIMEOUT':
+      return new SluiceError(
+        'chunk_gap_timeout',
+        `The provider went silent mid-response (deployment ${deploymentId})`,
+        {
+          cause: err,
+        },
+      );
+    case 'UND_ERR_SOCKET':
+    case 'UND_ERR_CLOSED':
+    case 'ECONNRESET':
+    case 'EPIPE':
+      if (midStream) {
+        return new SluiceError(
+          'upstream_stream_interrupted',
+          `The provider stream was interrupted (deployment ${deploymentId})`,
+          {
+            cause: err,
+          },
+        );
+      }
+      return new SluiceError(
+        'upstream_bad_response',
+        `The provider closed the connection (deployment ${deploymentId})`,
+        {
+          cause: err,
+        },
+      );
+    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+    case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
+      return new SluiceError(
+        'upstream_bad_response',
+        `The provider's response was cut short (deployment ${deploymentId})`,
+        {
+          cause: err,
+        },
+      );
+    case 'ECONNREFUSED':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return new SluiceError(
+        'upstream_unreachable',
+        `The provider is unreachable (deployment ${deploymentId}: ${code})`,
+        {
+          cause: err,
+        },
+      );
+    default:
+      return new SluiceError(
+        'upstream_unreachable',
+        `The upstream call failed (deployment ${deploymentId})`,
+        {
+          cause: err,
+        },
+      );
+  }
+}
+
+/**
+ * A provider's error answer in OpenAI shape. The status is passed through; the body is parsed for
+ * OpenAI's `{"error":{...}}` and otherwise summarised (never echoed raw: it may be HTML).
+ */
+export function providerErrorFromResponse(
+  status: number,
+  bodyText: string,
+  retryAfterHeader: string | undefined,
+): SluiceError {
+  let provider: ProviderErrorBody | undefined;
+  try {
+    const parsed = JSON.parse(bodyText) as { error?: unknown; message?: unknown };
+    const e = parsed?.error;
+    if (e && typeof e === 'object') {
+      const o = e as Record<string, unknown>;
+      provider = {
+        message: typeof o.message === 'string' ? o.message : `Provider returned HTTP ${status}`,
+        type: typeof o.type === 'string' ? o.type : null,
+        param: typeof o.param === 'string' ? o.param : null,
+        code: typeof o.code === 'string' || typeof o.code === 'number' ? String(o.code) : null,
+      };
+    } else if (typeof e === 'string' || typeof parsed?.message === 'string') {
+      provider = { message: String(e ?? parsed.message), type: null, param: null, code: null };
+    }
+  } catch {
+    // not JSON: fall through to a summary
+  }
+  provider ??= { message: `Provider returned HTTP ${status}`, type: null, param: null, code: null };
+  const retryAfter = retryAfterHeader === undefined ? undefined : Number(retryAfterHeader);
+  return new SluiceError('upstream_error', provider.message, {
+    status,
+    provider: { ...provider, type: provider.type ?? openAITypeFor(status) },
+    retryAfterSeconds:
+      retryAfter !== undefined && Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined,
+  });
+}
+
+function openAITypeFor(status: number): string {
+  if (status === 401 || status === 403) return 'authentication_error';
+  if (status === 429) return 'rate_limit_error';
+  if (status >= 400 && status < 500) return 'invalid_request_error';
+  return 'api_error';
+}

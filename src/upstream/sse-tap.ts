@@ -1,0 +1,84 @@
+/**
+ * Watches an SSE byte stream on its way to the client. It forwards whole events only (so an error
+ * event appended after a failure can never land inside a half-written one), records the time of
+ * the first chunk and the usage chunk, and can drop the usage-only chunk that Sluice asked the
+ * provider for when the client did not ask for it itself.
+ *
+ * Fast path: a chunk that ends on an event boundary and mentions no usage is forwarded as the same
+ * Buffer, with no copy and no decoding.
+ */
+import { extractUsage, type Usage } from './usage.ts';
+
+const BOUNDARY = '\n\n';
+/** An event larger than this is forwarded unsplit rather than buffered without bound. */
+const MAX_PENDING_BYTES = 1024 * 1024;
+
+export class SseTap {
+  usage: Usage | undefined;
+  events = 0;
+  sawDone = false;
+  readonly #dropUsageChunk: boolean;
+  #pending: Buffer | undefined;
+
+  constructor(dropUsageChunk: boolean) {
+    this.#dropUsageChunk = dropUsageChunk;
+  }
+
+  /** Bytes to forward now (possibly none) for one chunk read from the provider. */
+  push(chunk: Buffer): Buffer | undefined {
+    const data = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
+    const end = data.lastIndexOf(BOUNDARY);
+    if (end < 0) {
+      if (data.length > MAX_PENDING_BYTES) {
+        this.#pending = undefined;
+        return data;
+      }
+      this.#pending = data;
+      return undefined;
+    }
+    const cut = end + BOUNDARY.length;
+    this.#pending = cut < data.length ? data.subarray(cut) : undefined;
+    const complete = cut < data.length ? data.subarray(0, cut) : data;
+    return this.#inspect(complete);
+  }
+
+  /** Whatever is left when the provider ends the stream. */
+  end(): Buffer | undefined {
+    const rest = this.#pending;
+    this.#pending = undefined;
+    return rest && this.#inspect(rest);
+  }
+
+  #inspect(events: Buffer): Buffer | undefined {
+    this.events += countBoundaries(events);
+    if (!this.sawDone && events.includes('[DONE]')) this.sawDone = true;
+    if (!events.includes('"usage"')) return events;
+    const text = events.toString('utf8');
+    const parts = text.split(BOUNDARY);
+    let dropped = false;
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]!;
+      if (!part.includes('"usage"')) continue;
+      const usage = extractUsage(part);
+      if (!usage) continue;
+      this.usage = usage;
+      if (this.#dropUsageChunk && /"choices"\s*:\s*\[\s*\]/.test(part)) {
+        parts.splice(i--, 1);
+        dropped = true;
+      }
+    }
+    if (!dropped) return events;
+    const out = parts.join(BOUNDARY);
+    return out.length > 0 ? Buffer.from(out, 'utf8') : undefined;
+  }
+}
+
+function countBoundaries(buf: Buffer): number {
+  let n = 0;
+  let at = buf.indexOf(BOUNDARY);
+  while (at >= 0) {
+    n++;
+    at = buf.indexOf(BOUNDARY, at + 2);
+  }
+  return n;
+}
