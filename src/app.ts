@@ -58,6 +58,8 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     requestIdHeader: false,
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // Router-level failures (malformed URL, bad constraints) happen before any hook runs.
+    frameworkErrors: (err, request, reply) => sendError(request, reply, err),
     // Keep-alive longer than typical load balancers' idle timeout, so they close first.
     keepAliveTimeout: 65_000,
     ajv: {
@@ -72,6 +74,8 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   });
 
   app.decorateRequest('sluice', null as unknown as RequestContext);
+  // The API speaks JSON only: anything else is a 415, not a string body that fails validation.
+  app.removeContentTypeParser('text/plain');
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
   app.setNotFoundHandler((request, reply) =>
     sendError(

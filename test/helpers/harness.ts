@@ -1,0 +1,108 @@
+/**
+ * Test harness: a real fake provider and a real gateway, both listening on port 0 on loopback.
+ * Logs are captured as parsed JSON lines so tests can assert what was (and was not) logged.
+ */
+import { buildApp, type Gateway } from '../../src/app.ts';
+import { hashKey } from '../../src/auth/keys.ts';
+import { validateConfig } from '../../src/config/load.ts';
+import type { Behaviour } from '../../src/fake-provider/behaviour.ts';
+import { type FakeProvider, startFakeProvider } from '../../src/fake-provider/server.ts';
+import { compileRuntime } from '../../src/runtime.ts';
+import { createLogger } from '../../src/telemetry/logger.ts';
+
+export const TENANT_KEY = 'sk-test-acme-0123456789';
+export const OTHER_TENANT_KEY = 'sk-test-batch-0123456789';
+export const PROVIDER_KEY = 'sk-provider-secret-do-not-leak';
+
+export interface Harness {
+  /** Gateway origin, e.g. http://127.0.0.1:40123 */
+  readonly url: string;
+  /** Gateway base URL for SDKs: url + '/v1' */
+  readonly baseURL: string;
+  readonly fake: FakeProvider;
+  readonly gateway: Gateway;
+  /** Every log line written so far, parsed. */
+  readonly logs: Array<Record<string, unknown>>;
+  /** The raw log text, for leak checks. */
+  rawLogs(): string;
+  /** Headers for an authenticated JSON request. */
+  headers(extra?: Record<string, string>): Record<string, string>;
+  close(): Promise<void>;
+}
+
+export interface HarnessOptions {
+  /** Extra or replacement top-level config sections; providers/models get the fake's URL from `fake`. */
+  config?: (fake: FakeProvider) => Record<string, unknown>;
+  fakeDefaults?: Partial<Behaviour>;
+}
+
+export function baseConfig(fake: FakeProvider): Record<string, unknown> {
+  return {
+    logging: { level: 'info' },
+    providers: {
+      fake: { kind: 'openai', baseUrl: fake.baseUrl, apiKey: PROVIDER_KEY, region: 'local', connections: 32 },
+    },
+    models: {
+      'test-model': { deployments: [{ provider: 'fake', model: 'upstream-test-model' }] },
+      'text-embedding-test': { deployments: [{ provider: 'fake' }] },
+    },
+    tenants: {
+      acme: { keys: [hashKey(TENANT_KEY)], priority: 'critical' },
+      batchco: { keys: [hashKey(OTHER_TENANT_KEY)], priority: 'batch' },
+    },
+    passthrough: { provider: 'fake' },
+  };
+}
+
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const fake = await startFakeProvider({ host: '127.0.0.1', port: 0, defaults: options.fakeDefaults ?? {} });
+  const raw = options.config ? options.config(fake) : baseConfig(fake);
+  const config = validateConfig(
+    { ...raw, server: { host: '127.0.0.1', port: 0, ...(raw.server as object) } },
+    {},
+  );
+  const lines: string[] = [];
+  const logs: Array<Record<string, unknown>> = [];
+  const logger = createLogger(config.logging.level, {
+    write(line: string) {
+      lines.push(line);
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    },
+  });
+  const gateway = await buildApp(compileRuntime(config), { logger });
+  const url = await gateway.app.listen({ host: '127.0.0.1', port: 0 });
+  return {
+    url,
+    baseURL: `${url}/v1`,
+    fake,
+    gateway,
+    logs,
+    rawLogs: () => lines.join(''),
+    headers: (extra = {}) => ({
+      authorization: `Bearer ${TENANT_KEY}`,
+      'content-type': 'application/json',
+      ...extra,
+    }),
+    async close() {
+      await gateway.shutdown(1_000);
+      await fake.close();
+    },
+  };
+}
+
+/** Resolves when `predicate` holds, polling every `intervalMs`; rejects after `timeoutMs`. */
+export async function waitFor(
+  predicate: () => boolean,
+  timeoutMs = 5_000,
+  what = 'condition',
+  intervalMs = 10,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export const chatBody = (extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ model: 'test-model', messages: [{ role: 'user', content: 'hello' }], ...extra });
