@@ -176,6 +176,9 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     async shutdown(drainTimeoutMs: number) {
       draining = true;
       const closing = app.close();
+      // server.close() closes the connections idle at that moment only; a keep-alive connection
+      // whose stream ends during the drain would otherwise hold the process until the timeout.
+      const sweeper = setInterval(() => app.server.closeIdleConnections(), 100);
       const timer = setTimeout(() => {
         app.log.warn({ drainTimeoutMs }, 'drain timeout reached; closing the remaining connections');
         app.server.closeAllConnections();
@@ -183,6 +186,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       try {
         await closing;
       } finally {
+        clearInterval(sweeper);
         clearTimeout(timer);
         await pools.close();
       }

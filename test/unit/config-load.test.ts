@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DEFAULTS } from '../../src/config/defaults.ts';
+import { ConfigError, parseConfig } from '../../src/config/load.ts';
+
+const KEY = `sha256:${'a'.repeat(64)}`;
+const BASE = `
+providers:
+  openai: { kind: openai, baseUrl: "https://api.openai.com/v1", apiKey: "\${OPENAI_KEY}" }
+models:
+  gpt-4.1:
+    deployments: [{ provider: openai }]
+tenants:
+  acme: { keys: ["${KEY}"] }
+`;
+const ENV = { OPENAI_KEY: 'sk-1' };
+
+function errorOf(text: string, env: Record<string, string> = ENV): ConfigError {
+  try {
+    parseConfig(text, env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${err}`);
+    return err;
+  }
+  assert.fail('config was accepted');
+}
+
+describe('config loading', () => {
+  it('fills defaults, interpolates secrets and freezes the result', () => {
+    const c = parseConfig(BASE, ENV);
+    assert.equal(c.providers.openai!.apiKey, 'sk-1');
+    assert.equal(c.providers.openai!.connections, DEFAULTS.provider.connections);
+    assert.equal(c.server.port, DEFAULTS.server.port);
+    assert.equal(c.tenants.acme!.priority, 'standard');
+    assert.equal(c.models['gpt-4.1']!.deployments[0]!.weight, 1);
+    assert.deepEqual(c.timeouts, DEFAULTS.timeouts);
+    assert.ok(Object.isFrozen(c) && Object.isFrozen(c.providers.openai));
+    assert.throws(() => {
+      (c.server as { port: number }).port = 1;
+    });
+  });
+
+  const cases: Array<[string, string, string | RegExp]> = [
+    ['unknown top-level key', `${BASE}\nbogus: 1`, 'bogus'],
+    [
+      'unknown provider key',
+      BASE.replace('kind: openai,', 'kind: openai, colour: red,'),
+      'providers.openai.colour',
+    ],
+    ['bad enum', BASE.replace('kind: openai', 'kind: banana'), 'providers.openai.kind'],
+    [
+      'negative pool',
+      BASE.replace('kind: openai,', 'kind: openai, connections: -1,'),
+      'providers.openai.connections',
+    ],
+    [
+      'missing baseUrl',
+      BASE.replace('baseUrl: "https://api.openai.com/v1", ', ''),
+      'providers.openai.baseUrl',
+    ],
+    ['non-http baseUrl', BASE.replace('https://api.openai.com/v1', 'ftp://x/v1'), 'providers.openai.baseUrl'],
+    ['baseUrl with a query', BASE.replace('/v1"', '/v1?x=1"'), 'providers.openai.baseUrl'],
+    [
+      'unknown provider reference',
+      BASE.replace('provider: openai', 'provider: nope'),
+      'models["gpt-4.1"].deployments[0].provider',
+    ],
+    ['empty deployments', BASE.replace('[{ provider: openai }]', '[]'), 'models["gpt-4.1"].deployments'],
+    [
+      'zero weight',
+      BASE.replace('provider: openai }', 'provider: openai, weight: 0 }'),
+      'models["gpt-4.1"].deployments[0].weight',
+    ],
+    ['bad key digest', BASE.replace(KEY, 'plaintext-key'), 'tenants.acme.keys[0]'],
+    ['bad priority', BASE.replace('keys:', 'priority: vip, keys:'), 'tenants.acme.priority'],
+    ['bad tenant name', BASE.replace('acme:', '"bad name!":'), 'tenants["bad name!"]'],
+    ['missing section', BASE.replace(/tenants:[\s\S]*/, ''), 'tenants'],
+    [
+      'string for a number',
+      BASE.replace('kind: openai,', 'kind: openai, connections: "8",'),
+      'providers.openai.connections',
+    ],
+    ['unknown passthrough provider', `${BASE}\npassthrough: { provider: ghost }`, 'passthrough.provider'],
+    [
+      'ladder: connect above first token',
+      `${BASE}\ntimeouts: { connectTimeoutMs: 70000 }`,
+      'providers.openai.timeouts.connectTimeoutMs',
+    ],
+    [
+      'ladder: chunk gap above total (model level)',
+      BASE.replace(
+        'deployments: [{ provider: openai }]',
+        'deployments: [{ provider: openai }]\n    timeouts: { chunkGapTimeoutMs: 900000 }',
+      ),
+      'models["gpt-4.1"].timeouts.chunkGapTimeoutMs',
+    ],
+    ['invalid YAML', 'providers: [unclosed', ''],
+    ['not a mapping', '- a\n- b', ''],
+  ];
+  for (const [name, text, path] of cases) {
+    it(`refuses ${name}, naming the field`, () => {
+      const err = errorOf(text);
+      assert.equal(err.path, path, err.message);
+      if (path) assert.ok(err.message.startsWith(`${path}: `), err.message);
+    });
+  }
+
+  it('refuses the same key given to two tenants', () => {
+    const err = errorOf(`${BASE}  other: { keys: ["${KEY}"] }\n`);
+    assert.equal(err.path, 'tenants.other.keys[0]');
+    assert.match(err.message, /already given to tenant "acme"/);
+  });
+
+  it('names the field of an unset ${ENV} variable; a fallback or an escape is fine', () => {
+    const err = errorOf(BASE, {});
+    assert.equal(err.path, 'providers.openai.apiKey');
+    assert.match(err.message, /OPENAI_KEY is not set/);
+    const c = parseConfig(BASE.replace('${OPENAI_KEY}', '${OPENAI_KEY:-sk-fallback}'), {});
+    assert.equal(c.providers.openai!.apiKey, 'sk-fallback');
+    const e = parseConfig(
+      BASE.replace('${OPENAI_KEY}', () => 'lit$${X}'),
+      {},
+    );
+    assert.equal(e.providers.openai!.apiKey, 'lit${X}');
+  });
+
+  it('interpolated secrets cannot change the document shape', () => {
+    const c = parseConfig(BASE, { OPENAI_KEY: 'a: b # not a comment\n- list' });
+    assert.equal(c.providers.openai!.apiKey, 'a: b # not a comment\n- list');
+  });
+
+  it('a fake provider may omit baseUrl (the in-process fake is used)', () => {
+    const c = parseConfig(
+      BASE.replace('openai: { kind: openai, baseUrl: "https://api.openai.com/v1",', 'openai: { kind: fake,'),
+      ENV,
+    );
+    assert.equal(c.providers.openai!.baseUrl, undefined);
+  });
+});
