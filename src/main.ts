@@ -102,8 +102,14 @@ async function serve(configPath: string | undefined): Promise<number> {
     reloading = reloading.then(async () => {
       try {
         const next = await load();
-        if (JSON.stringify(next.config.server) !== JSON.stringify(gateway.current().config.server)) {
-          logger.warn('server.* settings changed: they take effect on restart');
+        const before = gateway.current().config.server;
+        const after = next.config.server;
+        if (
+          after.host !== before.host ||
+          after.port !== before.port ||
+          after.bodyLimitBytes !== before.bodyLimitBytes
+        ) {
+          logger.warn('server.host, server.port and server.bodyLimitBytes changes take effect on restart');
         }
         gateway.apply(next);
         logger.level = next.config.logging.level;

@@ -5,6 +5,8 @@
  * variable and the config path, never a silent empty string (an empty API key would only fail
  * later, upstream).
  */
+import { joinPath } from './path.ts';
+
 const PATTERN = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -35,7 +37,7 @@ export function interpolateTree(node: unknown, env: Env, path = ''): unknown {
   if (node !== null && typeof node === 'object') {
     const out: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(node)) {
-      out[key] = interpolateTree(value, env, path ? `${path}.${key}` : key);
+      out[key] = interpolateTree(value, env, joinPath(path, key));
     }
     return out;
   }

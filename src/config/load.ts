@@ -8,6 +8,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { DEFAULTS } from './defaults.ts';
 import { type Env, InterpolationError, interpolateTree } from './interpolate.ts';
+import { joinPath } from './path.ts';
 import { type Config, type ConfigInput, ConfigSchema, type Timeouts, type TimeoutsConfig } from './schema.ts';
 
 export class ConfigError extends Error {
@@ -154,9 +155,13 @@ function fromAjvError(error: ErrorObject): ConfigError {
   let message = error.message ?? 'is invalid';
   if (error.keyword === 'additionalProperties') {
     path = joinPath(path, String(params.additionalProperty));
-    message = (error.parentSchema as { patternProperties?: unknown } | undefined)?.patternProperties
-      ? 'is not a valid name (letters, digits and . _ : -, at most 128 characters)'
-      : 'is not a known setting';
+    const patterns = (error.parentSchema as { patternProperties?: Record<string, unknown> } | undefined)
+      ?.patternProperties;
+    message = !patterns
+      ? 'is not a known setting'
+      : path === 'models'
+        ? 'is not a valid model name (1 to 256 characters, no control characters)'
+        : 'is not a valid name (letters, digits and . _ : -, at most 128 characters)';
   } else if (error.keyword === 'required') {
     path = joinPath(path, String(params.missingProperty));
     message = 'is required';
@@ -168,12 +173,6 @@ function fromAjvError(error: ErrorObject): ConfigError {
 
 function unescapePointer(segment: string): string {
   return segment.replace(/~1/g, '/').replace(/~0/g, '~');
-}
-
-/** Appends a key to a dotted path, bracket-quoting keys that have dots or other punctuation. */
-export function joinPath(path: string, key: string): string {
-  if (!/^[A-Za-z_][A-Za-z0-9_-]*$/.test(key)) return `${path}[${JSON.stringify(key)}]`;
-  return path ? `${path}.${key}` : key;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -159,6 +159,28 @@ export type Config = Omit<ConfigInput, 'server' | 'logging' | 'timeouts'> & {
   timeouts: Timeouts;
 };
 
+/**
+ * The schema as published for editors: settings with a default are optional there (Sluice fills
+ * them in before validating, so the TypeScript types can treat them as always present).
+ */
 export function jsonSchema(): TSchema {
-  return { $id: 'https://sluice.dev/config.schema.json', title: 'Sluice configuration', ...ConfigSchema };
+  return relaxDefaults({
+    $id: 'https://sluice.dev/config.schema.json',
+    title: 'Sluice configuration',
+    ...ConfigSchema,
+  }) as TSchema;
+}
+
+function relaxDefaults(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(relaxDefaults);
+  if (node === null || typeof node !== 'object') return node;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(node)) out[key] = relaxDefaults(value);
+  const properties = out.properties as Record<string, { default?: unknown }> | undefined;
+  if (Array.isArray(out.required) && properties) {
+    const required = (out.required as string[]).filter((name) => properties[name]?.default === undefined);
+    if (required.length > 0) out.required = required;
+    else delete out.required;
+  }
+  return out;
 }

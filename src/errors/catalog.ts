@@ -41,22 +41,27 @@ export const ERROR_CATALOG = {
   upstream_error: {
     status: 502,
     type: 'api_error',
-    doc: 'The provider answered with an error that carried no code of its own; status and message are passed through.',
+    doc: "The provider answered with an error that carried no code of its own; the provider's status and message are passed through (502 is nominal).",
+  },
+  upstream_auth_failed: {
+    status: 502,
+    type: 'api_error',
+    doc: "The provider refused the gateway's own credentials (its 401/403); a gateway configuration problem, not the caller's key.",
   },
   upstream_unreachable: {
     status: 502,
     type: 'api_error',
-    doc: 'The provider could not be reached (connection refused or reset, DNS failure).',
+    doc: 'The provider could not be reached (connection refused, DNS failure, no route to host).',
   },
   upstream_bad_response: {
     status: 502,
     type: 'api_error',
-    doc: 'The provider sent a response Sluice cannot pass on (too large, or cut off before it was complete).',
+    doc: 'The provider closed the connection or sent a response Sluice cannot pass on (too large, cut short, empty stream).',
   },
   upstream_stream_interrupted: {
     status: 502,
     type: 'api_error',
-    doc: 'The provider stream broke after bytes reached the client; sent as a final SSE `error` event.',
+    doc: 'The provider stream broke after bytes reached the client; sent as a final SSE `data: {"error":…}` event.',
   },
   connect_timeout: {
     status: 504,

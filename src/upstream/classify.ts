@@ -143,6 +143,14 @@ export function providerErrorFromResponse(
   } catch {
     // not JSON: fall through to a summary
   }
+  if (status === 401 || status === 403) {
+    // The caller's Sluice key was fine; the gateway's provider key was not. Passing the 401 on would
+    // make SDKs report a bad key to the caller, and the provider's message can echo part of our key.
+    return new SluiceError(
+      'upstream_auth_failed',
+      `The provider refused this gateway's credentials (HTTP ${status}); check the provider's apiKey in the gateway config.`,
+    );
+  }
   provider ??= { message: `Provider returned HTTP ${status}`, type: null, param: null, code: null };
   const retryAfter = retryAfterHeader === undefined ? undefined : Number(retryAfterHeader);
   return new SluiceError('upstream_error', provider.message, {
@@ -154,7 +162,6 @@ export function providerErrorFromResponse(
 }
 
 function openAITypeFor(status: number): string {
-  if (status === 401 || status === 403) return 'authentication_error';
   if (status === 429) return 'rate_limit_error';
   if (status >= 400 && status < 500) return 'invalid_request_error';
   return 'api_error';

@@ -6,34 +6,68 @@
  */
 import type { Readable } from 'node:stream';
 import { renderSseError } from '../errors/render.ts';
-import type { SluiceError } from '../errors/sluice-error.ts';
+import { SluiceError } from '../errors/sluice-error.ts';
 import { classifyUpstreamError } from './classify.ts';
 import type { SseTap } from './sse-tap.ts';
 
 export interface RelayHooks {
-  onFirstChunk(): void;
   /** Called once when the relay ends, with the error that cut it short, if any. */
   onEnd(error: SluiceError | undefined): void;
 }
 
+/**
+ * Reads the stream until the first token under the first-token timeout, holding what came before
+ * it (a role-only opening chunk, say). Until this resolves nothing has reached the client, so a
+ * failure here is still an ordinary error response (and, later, a retry).
+ */
+export async function awaitFirstToken(
+  chunks: AsyncIterator<Buffer>,
+  tap: SseTap,
+  deploymentId: string,
+  signal: AbortSignal,
+): Promise<Buffer[]> {
+  const held: Buffer[] = [];
+  try {
+    while (!tap.firstTokenSeen) {
+      const next = await chunks.next();
+      if (next.done) {
+        const rest = tap.end();
+        if (rest !== undefined) held.push(rest);
+        break;
+      }
+      const out = tap.push(next.value);
+      if (out !== undefined) held.push(out);
+    }
+  } catch (err) {
+    throw classifyUpstreamError(err, deploymentId, signal);
+  }
+  if (held.length === 0) {
+    throw new SluiceError(
+      'upstream_bad_response',
+      `The provider ended the stream without sending anything (deployment ${deploymentId})`,
+    );
+  }
+  return held;
+}
+
+/** Relays the held opening bytes, then the rest of the stream as it arrives. */
 export async function* relaySse(
   body: Readable,
+  chunks: AsyncIterator<Buffer>,
+  held: Buffer[],
   tap: SseTap,
   deploymentId: string,
   signal: AbortSignal,
   hooks: RelayHooks,
 ): AsyncGenerator<Buffer | string> {
-  let first = true;
   let error: SluiceError | undefined;
   try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      const out = tap.push(chunk);
-      if (out === undefined) continue;
-      if (first) {
-        first = false;
-        hooks.onFirstChunk();
-      }
-      yield out;
+    yield held.length === 1 ? held[0]! : Buffer.concat(held);
+    for (;;) {
+      const next = await chunks.next();
+      if (next.done) break;
+      const out = tap.push(next.value);
+      if (out !== undefined) yield out;
     }
     const rest = tap.end();
     if (rest !== undefined) yield rest;

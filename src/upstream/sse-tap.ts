@@ -1,8 +1,8 @@
 /**
  * Watches an SSE byte stream on its way to the client. It forwards whole events only (so an error
- * event appended after a failure can never land inside a half-written one), records the time of
- * the first chunk and the usage chunk, and can drop the usage-only chunk that Sluice asked the
- * provider for when the client did not ask for it itself.
+ * event appended after a failure can never land inside a half-written one), notices the first
+ * token, reads the usage chunk, and can drop the usage-only chunk that Sluice asked the provider
+ * for when the client did not ask for it itself.
  *
  * Fast path: a chunk that ends on an event boundary and mentions no usage is forwarded as the same
  * Buffer, with no copy and no decoding.
@@ -10,12 +10,17 @@
 import { extractUsage, type Usage } from './usage.ts';
 
 const BOUNDARY = '\n\n';
+/** An event that carries generated output: text, reasoning, a refusal, a tool call, or the finish. */
+const FIRST_TOKEN =
+  /"(?:content|text|reasoning_content|refusal)"\s*:\s*"[^"]|"(?:tool_calls|function_call)"\s*:\s*[[{]|"finish_reason"\s*:\s*"|\[DONE\]/;
 /** An event larger than this is forwarded unsplit rather than buffered without bound. */
 const MAX_PENDING_BYTES = 1024 * 1024;
 
 export class SseTap {
   usage: Usage | undefined;
   events = 0;
+  /** The provider has sent its first token (a role-only opening chunk does not count). */
+  firstTokenSeen = false;
   sawDone = false;
   readonly #dropUsageChunk: boolean;
   #pending: Buffer | undefined;
@@ -51,6 +56,7 @@ export class SseTap {
 
   #inspect(events: Buffer): Buffer | undefined {
     this.events += countBoundaries(events);
+    if (!this.firstTokenSeen && FIRST_TOKEN.test(events.toString('utf8'))) this.firstTokenSeen = true;
     if (!this.sawDone && events.includes('[DONE]')) this.sawDone = true;
     if (!events.includes('"usage"')) return events;
     const text = events.toString('utf8');

@@ -22,7 +22,11 @@ describe('health and metrics endpoints', () => {
   });
 
   it('/metrics counts requests by route, model, status and code', async () => {
-    const ok = await request(`${h.url}/v1/chat/completions`, { method: 'POST', headers: h.headers(), body: chatBody() });
+    const ok = await request(`${h.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: h.headers(),
+      body: chatBody(),
+    });
     await ok.body.dump();
     const bad = await request(`${h.url}/v1/chat/completions`, {
       method: 'POST',
@@ -39,7 +43,10 @@ describe('health and metrics endpoints', () => {
     );
     assert.match(text, /sluice_requests_total\{[^}]*status="404",code="model_not_found"\} 1/);
     assert.match(text, /sluice_tokens_total\{model="test-model",kind="completion"\} 5/);
-    assert.match(text, /sluice_upstream_duration_seconds_count\{deployment="fake\/upstream-test-model@local",outcome="ok"\} 1/);
+    assert.match(
+      text,
+      /sluice_upstream_duration_seconds_count\{deployment="fake\/upstream-test-model@local",outcome="ok"\} 1/,
+    );
     // An unknown model name from a client must not become a label value.
     assert.ok(!text.includes('missing"'), 'client-chosen model names are not labels');
   });
@@ -49,7 +56,11 @@ describe('health and metrics endpoints', () => {
     const ready = await request(`${h.url}/readyz`);
     assert.equal(ready.statusCode, 503);
     assert.equal(((await ready.body.json()) as { status: string }).status, 'draining');
-    const res = await request(`${h.url}/v1/chat/completions`, { method: 'POST', headers: h.headers(), body: chatBody() });
+    const res = await request(`${h.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: h.headers(),
+      body: chatBody(),
+    });
     assert.equal(res.statusCode, 503);
     assert.equal(((await res.body.json()) as { error: { code: string } }).error.code, 'shutting_down');
   });

@@ -21,6 +21,13 @@ function config(fake: FakeProvider): Record<string, unknown> {
     providers[name] = { kind: 'openai', baseUrl: `${fake.origin}/fake/${behaviour}/v1`, connections: 8 };
     models[name] = { deployments: [{ provider: name }] };
   }
+  // Headers at once, first token late: the first-token clock must cover the wait after the headers.
+  providers.late = {
+    kind: 'openai',
+    baseUrl: `${fake.origin}/fake/first-chunk-delay-ms=3000/v1`,
+    timeouts: { connectTimeoutMs: 200, firstTokenTimeoutMs: 300, chunkGapTimeoutMs: 5000 },
+  };
+  models.late = { deployments: [{ provider: 'late' }] };
   providers.gap = {
     kind: 'openai',
     baseUrl: `${fake.origin}/fake/stall-after=2/v1`,
@@ -154,6 +161,23 @@ describe('streaming', () => {
     assert.equal(last.error.code, 'upstream_stream_interrupted');
     assert.ok(!text.includes('[DONE]'), 'no [DONE]: the answer is incomplete');
     await waitFor(() => h.logs.some((l) => l.model === 'cut' && l.truncated === true));
+  });
+
+  it('headers early but no first token within firstTokenTimeoutMs -> a 504 response, not a broken stream', async () => {
+    const t0 = performance.now();
+    const res = await request(`${h.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: h.headers(),
+      body: streamBody('late'),
+    });
+    const body = (await res.body.json()) as { error: { code: string; message: string } };
+    assert.equal(
+      res.statusCode,
+      504,
+      'nothing was sent before the first token, so the status can still say so',
+    );
+    assert.equal(body.error.code, 'first_token_timeout');
+    assert.ok(performance.now() - t0 < 2_000, 'fired on the first-token clock, not the chunk-gap one');
   });
 
   it('a stream that stalls past chunkGapTimeoutMs ends with a chunk_gap_timeout error event', async () => {

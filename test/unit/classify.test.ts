@@ -58,6 +58,19 @@ describe('providerErrorFromResponse', () => {
     assert.equal(body.error.code, 'upstream_error');
     assert.equal(body.error.type, 'api_error');
   });
+  it("a provider's 401/403 is the gateway's credential problem: 502, and the provider's message is not echoed", () => {
+    for (const status of [401, 403]) {
+      const e = providerErrorFromResponse(
+        status,
+        '{"error":{"message":"Incorrect API key provided: sk-abc***xyz","code":"invalid_api_key"}}',
+        undefined,
+      );
+      assert.equal(e.status, 502);
+      assert.equal(e.code, 'upstream_auth_failed');
+      assert.ok(!renderError(e).error.message.includes('sk-abc'));
+    }
+  });
+
   it('ignores a nonsense retry-after', () => {
     assert.equal(providerErrorFromResponse(503, '', 'soon').retryAfterSeconds, undefined);
   });

@@ -58,6 +58,21 @@ describe('SseTap', () => {
     assert.equal(tap.usage, undefined);
   });
 
+  it('a role-only opening chunk is not the first token; content, a tool call or the finish is', () => {
+    const role = 'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n';
+    const tap = new SseTap(false);
+    tap.push(Buffer.from(role));
+    assert.equal(tap.firstTokenSeen, false);
+    tap.push(Buffer.from(content(0)));
+    assert.equal(tap.firstTokenSeen, true);
+    const tool = new SseTap(false);
+    tool.push(Buffer.from('data: {"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}\n\n'));
+    assert.equal(tool.firstTokenSeen, true);
+    const empty = new SseTap(false);
+    empty.push(Buffer.from(done));
+    assert.equal(empty.firstTokenSeen, true, '[DONE] ends the wait too');
+  });
+
   it('forwards an oversized event without a boundary instead of buffering without bound', () => {
     const tap = new SseTap(false);
     const big = Buffer.alloc(1024 * 1024 + 10, 'a');

@@ -11,7 +11,7 @@ import type { Metrics } from '../../telemetry/metrics.ts';
 import { callUpstream, readBounded } from '../../upstream/call.ts';
 import { UpstreamAbort } from '../../upstream/classify.ts';
 import type { UpstreamPools } from '../../upstream/pools.ts';
-import { relaySse } from '../../upstream/relay.ts';
+import { awaitFirstToken, relaySse } from '../../upstream/relay.ts';
 import { SseTap } from '../../upstream/sse-tap.ts';
 import { extractUsage } from '../../upstream/usage.ts';
 import { chatCompletionsBody, completionsBody, embeddingsBody } from '../schemas.ts';
@@ -105,10 +105,25 @@ async function forward(
   }
 
   const tap = new SseTap(!upstreamReq.clientWantsUsage);
-  const relay = relaySse(res.body, tap, deployment.id, signal, {
-    onFirstChunk() {
-      ctx.firstByteMs = performance.now() - ctx.startedAt;
-    },
+  const chunks = (res.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  // Headers may come early and tokens late: the first-token clock runs until real output arrives.
+  const remaining = deployment.timeouts.firstTokenTimeoutMs - (performance.now() - upstreamStart);
+  const firstTokenTimer = setTimeout(
+    () => controller.abort(new UpstreamAbort('first_token_timeout')),
+    Math.max(0, remaining),
+  );
+  let held: Buffer[];
+  try {
+    held = await awaitFirstToken(chunks, tap, deployment.id, signal);
+  } catch (err) {
+    res.body.destroy();
+    done((err as SluiceError).code ?? 'error');
+    throw err;
+  } finally {
+    clearTimeout(firstTokenTimer);
+  }
+  ctx.firstByteMs = performance.now() - ctx.startedAt;
+  const relay = relaySse(res.body, chunks, held, tap, deployment.id, signal, {
     onEnd(error) {
       done(error ? error.code : 'ok');
       ctx.usage = tap.usage;

@@ -1,0 +1,31 @@
+# Sluice gateway image.
+#
+#   docker build -t sluice .
+#   docker run -p 8080:8080 -e OPENAI_API_KEY \
+#     -v "$PWD/my-config.yaml:/etc/sluice/config.yaml:ro" sluice
+#
+# The config file is mounted at /etc/sluice/config.yaml (start from config/example.yaml).
+# Inside a container its server.host must be 0.0.0.0: the default, 127.0.0.1, is only reachable
+# from inside the container itself. Keep server.port at 8080 or change EXPOSE and HEALTHCHECK.
+# On SIGTERM Sluice drains for server.drainTimeoutMs (default 30 s), longer than `docker stop`'s
+# default 10 s grace period: use `docker stop -t 35` (or terminationGracePeriodSeconds in Kubernetes).
+
+FROM node:24-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev && npm cache clean --force
+
+FROM node:24-slim
+ENV NODE_ENV=production
+WORKDIR /app
+# Owned by root, so the process running as `node` cannot modify its own code.
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY src ./src
+COPY config ./config
+USER node
+EXPOSE 8080
+# Slim images have no curl; node's fetch does the probe.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+CMD ["node", "src/main.ts", "--config", "/etc/sluice/config.yaml"]
