@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { hashKey } from '../../src/auth/keys.ts';
+import { validateConfig } from '../../src/config/load.ts';
+import { compileRuntime } from '../../src/runtime.ts';
 import { type Harness, PROVIDER_KEY, startHarness, TENANT_KEY } from '../helpers/harness.ts';
 
 describe('pass-through', () => {
@@ -58,6 +60,28 @@ describe('pass-through', () => {
     await res.body.dump();
     assert.equal(h.fake.stats.lastRequest!.body, body);
     assert.equal(h.fake.stats.lastRequest!.method, 'POST');
+  });
+
+  it('an unreachable pass-through provider -> 502 upstream_unreachable in OpenAI shape', async () => {
+    const config = validateConfig(
+      {
+        providers: { gone: { kind: 'openai', baseUrl: 'http://127.0.0.1:1/v1' } },
+        models: { m: { deployments: [{ provider: 'gone' }] } },
+        tenants: { acme: { keys: [hashKey(TENANT_KEY)] } },
+        passthrough: { provider: 'gone' },
+      },
+      {},
+    );
+    const previous = h.gateway.current();
+    h.gateway.apply(compileRuntime(config));
+    try {
+      const res = await request(`${h.url}/v1/files`, { headers: { authorization: `Bearer ${TENANT_KEY}` } });
+      assert.equal(res.statusCode, 502);
+      const body = (await res.body.json()) as { error: { code: string } };
+      assert.equal(body.error.code, 'upstream_unreachable');
+    } finally {
+      h.gateway.apply(previous);
+    }
   });
 
   it('requires a Sluice key', async () => {
