@@ -3,20 +3,28 @@
  * listening, so tests drive it with inject() or a listener on port 0, and main.ts owns sockets and
  * signals.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import type { Logger } from 'pino';
 import { bearerToken, hashKey } from './auth/keys.ts';
 import { SluiceError } from './errors/sluice-error.ts';
+import { classifyFailure } from './resilience/failure-class.ts';
+import { HealthRegistry } from './resilience/health.ts';
 import type { Runtime } from './runtime.ts';
 import type { RequestContext } from './server/context.ts';
 import { sendError } from './server/error-handler.ts';
 import { requestIdFor } from './server/request-id.ts';
+import { registerAdminRoutes } from './server/routes/admin.ts';
 import { type ReadinessCheck, registerHealthRoutes } from './server/routes/health.ts';
 import { registerInferenceRoutes } from './server/routes/inference.ts';
 import { registerModelsRoute } from './server/routes/models.ts';
 import { registerPassthrough } from './server/routes/passthrough.ts';
 import type { Metrics } from './telemetry/metrics.ts';
-import { createMetrics } from './telemetry/metrics.ts';
+import { BREAKER_STATE_VALUE, createMetrics } from './telemetry/metrics.ts';
 import { type OriginSettings, UpstreamPools } from './upstream/pools.ts';
 
 export interface AppDeps {
@@ -30,6 +38,7 @@ export interface Gateway {
   readonly app: FastifyInstance;
   readonly metrics: Metrics;
   readonly pools: UpstreamPools;
+  readonly health: HealthRegistry;
   /** The config snapshot new requests get. */
   current(): Runtime;
   /** Swap in a new compiled config; requests already running keep theirs. */
@@ -47,6 +56,10 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   const metrics = deps.metrics ?? createMetrics();
   const pools = deps.pools ?? new UpstreamPools();
   pools.configure(originSettings(runtime));
+  const health = new HealthRegistry(breakerCountsAsFailure, (deployment, state) =>
+    metrics.breakerState.set({ deployment }, BREAKER_STATE_VALUE[state]),
+  );
+  health.reconcile(runtime);
 
   const server = initial.config.server;
   const app = Fastify({
@@ -92,6 +105,8 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       tenant: undefined,
       model: undefined,
       deployment: undefined,
+      attempts: 0,
+      fallback: undefined,
       stream: false,
       usage: undefined,
       errorCode: undefined,
@@ -103,6 +118,10 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     metrics.inFlight.inc();
     reply.raw.once('close', () => finish(request, reply.raw.statusCode, reply.raw.writableFinished));
     const routeConfig = request.routeOptions.config;
+    if (routeConfig.admin) {
+      authenticateAdmin(request, runtime);
+      return;
+    }
     if (!routeConfig.auth) return;
     if (draining) throw new SluiceError('shutting_down', 'This gateway instance is shutting down; retry.');
     const key = bearerToken(request.headers.authorization);
@@ -117,7 +136,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     ctx.tenant = tenant;
   });
 
-  function finish(request: import('fastify').FastifyRequest, status: number, completed: boolean): void {
+  function finish(request: FastifyRequest, status: number, completed: boolean): void {
     const ctx = request.sluice;
     metrics.inFlight.dec();
     const durationMs = performance.now() - ctx.startedAt;
@@ -139,6 +158,8 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
         route,
         model: ctx.model,
         deployment: ctx.deployment,
+        attempts: ctx.attempts || undefined,
+        fallback: ctx.fallback,
         status: logged,
         code: ctx.errorCode,
         stream: ctx.stream,
@@ -157,16 +178,19 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
   registerModelsRoute(app);
-  registerInferenceRoutes(app, { pools, metrics });
+  registerInferenceRoutes(app, { pools, health, metrics });
+  registerAdminRoutes(app, health);
   await registerPassthrough(app, pools, () => runtime);
 
   return {
     app,
     metrics,
     pools,
+    health,
     current: () => runtime,
     apply(next: Runtime) {
       pools.configure(originSettings(next));
+      health.reconcile(next);
       runtime = next;
     },
     startDraining() {
@@ -188,10 +212,32 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       } finally {
         clearInterval(sweeper);
         clearTimeout(timer);
+        health.shutdown();
         await pools.close();
       }
     },
   };
+}
+
+/** Only overloaded and transient failures say a deployment is unhealthy (429s when configured). */
+function breakerCountsAsFailure(countRateLimits: boolean): (err: unknown) => boolean {
+  return (err) => {
+    if (!(err instanceof SluiceError)) return true;
+    const failure = classifyFailure(err);
+    return (
+      failure === 'overloaded' || failure === 'transient' || (countRateLimits && failure === 'rate_limited')
+    );
+  };
+}
+
+/** Admin endpoints answer only to admin keys; with none configured they do not exist (404). */
+function authenticateAdmin(request: FastifyRequest, runtime: Runtime): void {
+  if (runtime.adminKeys.size === 0) throw new SluiceError('not_found', 'No such endpoint.');
+  const key = bearerToken(request.headers.authorization);
+  if (key === undefined)
+    throw new SluiceError('missing_api_key', 'Missing admin key: send Authorization: Bearer <admin key>.');
+  if (!runtime.adminKeys.has(hashKey(key)))
+    throw new SluiceError('invalid_api_key', 'Incorrect admin key provided.');
 }
 
 /** Pool settings per origin: providers sharing an origin share one pool sized for all of them. */

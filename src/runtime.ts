@@ -34,6 +34,12 @@ export interface Deployment {
 export interface ModelRoute {
   readonly name: string;
   readonly deployments: readonly Deployment[];
+  /** Models tried in order once this one has no deployment left. */
+  readonly fallbacks: readonly string[];
+  /** Model tried when a provider says the prompt is too long. */
+  readonly contextFallback: string | undefined;
+  /** The model-level total timeout (top-level and model settings merged): the request's deadline. */
+  readonly totalTimeoutMs: number;
 }
 
 export interface Tenant {
@@ -47,6 +53,8 @@ export interface Runtime {
   readonly models: ReadonlyMap<string, ModelRoute>;
   readonly tenantsByKeyHash: ReadonlyMap<string, Tenant>;
   readonly passthrough: ProviderRuntime | undefined;
+  /** Digests of the keys accepted on /admin/*. */
+  readonly adminKeys: ReadonlySet<string>;
   /** The body of GET /v1/models, rendered once per config. */
   readonly modelList: string;
   readonly loadedAt: Date;
@@ -91,7 +99,13 @@ export function compileRuntime(config: Config, options: CompileOptions = {}): Ru
         timeouts: mergeTimeouts(config.timeouts, config.providers[d.provider]!.timeouts, m.timeouts),
       };
     });
-    models.set(name, { name, deployments });
+    models.set(name, {
+      name,
+      deployments,
+      fallbacks: m.fallbacks ?? [],
+      contextFallback: m.contextFallback,
+      totalTimeoutMs: mergeTimeouts(config.timeouts, m.timeouts).totalTimeoutMs,
+    });
   }
 
   const tenantsByKeyHash = new Map<string, Tenant>();
@@ -113,6 +127,7 @@ export function compileRuntime(config: Config, options: CompileOptions = {}): Ru
     tenantsByKeyHash,
     passthrough: config.passthrough ? providers.get(config.passthrough.provider) : undefined,
     modelList,
+    adminKeys: new Set(config.admin?.keys ?? []),
     loadedAt: new Date(),
   };
 }

@@ -32,6 +32,29 @@ export const DEFAULTS = Object.freeze({
     totalTimeoutMs: 600_000,
   }),
   deployment: Object.freeze({ weight: 1 }),
+  retry: Object.freeze({
+    /** First attempt included. */
+    maxAttempts: 3,
+    /** Full-jitter backoff: the nth retry waits uniform [0, min(maxDelayMs, baseDelayMs * 2^(n-1))]. */
+    baseDelayMs: 100,
+    maxDelayMs: 2_000,
+    /** Retries may add at most this share of a deployment's recent first attempts... */
+    budgetRatio: 0.2,
+    /** ...plus this many per second, so a quiet deployment can still retry. */
+    budgetMinPerSecond: 5,
+    budgetWindowMs: 10_000,
+  }),
+  breaker: Object.freeze({
+    /** Open when more than this percentage of calls in the window failed... */
+    errorThresholdPercent: 50,
+    /** ...and the window holds at least this many calls. */
+    volumeThreshold: 20,
+    windowMs: 10_000,
+    /** Open for this long, then let one probe through (half-open). */
+    cooldownMs: 30_000,
+    /** 429s mean "slow down", not "broken": they count as failures only when this is true. */
+    countRateLimits: false,
+  }),
   tenant: Object.freeze({ priority: 'standard' as const }),
   /** How long after the last file-system event the config file is re-read. */
   reloadDebounceMs: 200,

@@ -71,6 +71,8 @@ export function validateConfig(raw: unknown, env: Env): Config {
   // Sections are optional in the file; materialise them so ajv fills their defaults.
   doc.server ??= {};
   doc.logging ??= {};
+  doc.retry ??= {};
+  doc.breaker ??= {};
   if (!validate(doc)) throw fromAjvError(validate.errors![0]!);
   const config = doc as unknown as Config;
   config.timeouts = { ...DEFAULTS.timeouts, ...config.timeouts };
@@ -107,6 +109,25 @@ function checkReferences(config: Config): void {
       const ladder = mergeTimeouts(config.timeouts, provider.timeouts, model.timeouts);
       checkLadder(ladder, `${joinPath('models', name)}.timeouts`);
     });
+  }
+  for (const [name, model] of Object.entries(config.models)) {
+    (model.fallbacks ?? []).forEach((fallback, i) => {
+      const at = `${joinPath('models', name)}.fallbacks[${i}]`;
+      if (!config.models[fallback]) throw new ConfigError(at, `unknown model "${fallback}"`);
+      if (fallback === name) throw new ConfigError(at, 'a model cannot fall back to itself');
+    });
+    if (model.contextFallback !== undefined) {
+      const at = `${joinPath('models', name)}.contextFallback`;
+      if (!config.models[model.contextFallback])
+        throw new ConfigError(at, `unknown model "${model.contextFallback}"`);
+      if (model.contextFallback === name) throw new ConfigError(at, 'a model cannot fall back to itself');
+    }
+  }
+  if (config.retry.baseDelayMs > config.retry.maxDelayMs) {
+    throw new ConfigError(
+      'retry.baseDelayMs',
+      `${config.retry.baseDelayMs} ms is longer than retry.maxDelayMs`,
+    );
   }
   if (config.passthrough && !config.providers[config.passthrough.provider]) {
     throw new ConfigError('passthrough.provider', `unknown provider "${config.passthrough.provider}"`);

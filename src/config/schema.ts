@@ -81,9 +81,64 @@ export const DeploymentSchema = closed({
   weight: Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000, default: DEFAULTS.deployment.weight }),
 });
 
+const ModelName = Type.String({ pattern: '^[^\\x00-\\x1f]{1,256}$' });
+
 export const ModelSchema = closed({
   deployments: Type.Array(DeploymentSchema, { minItems: 1, maxItems: 64 }),
+  fallbacks: Type.Optional(
+    Type.Array(ModelName, {
+      maxItems: 8,
+      description:
+        'Models tried in order when every deployment of this one failed or is unavailable (their own fallbacks are not followed).',
+    }),
+  ),
+  contextFallback: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 256,
+      description: 'A larger-context model to try when a provider says the prompt is too long for this one.',
+    }),
+  ),
   timeouts: Type.Optional(TimeoutsSchema),
+});
+
+export const RetrySchema = closed({
+  maxAttempts: Type.Integer({
+    minimum: 1,
+    maximum: 10,
+    default: DEFAULTS.retry.maxAttempts,
+    description: 'Upstream attempts per request, the first included.',
+  }),
+  baseDelayMs: Type.Integer({ minimum: 0, maximum: 60_000, default: DEFAULTS.retry.baseDelayMs }),
+  maxDelayMs: Type.Integer({ minimum: 0, maximum: 600_000, default: DEFAULTS.retry.maxDelayMs }),
+  budgetRatio: Type.Number({
+    minimum: 0,
+    maximum: 10,
+    default: DEFAULTS.retry.budgetRatio,
+    description: 'Retries per deployment may add at most this share of its recent first attempts.',
+  }),
+  budgetMinPerSecond: Type.Number({
+    minimum: 0,
+    maximum: 100_000,
+    default: DEFAULTS.retry.budgetMinPerSecond,
+  }),
+  budgetWindowMs: Type.Integer({ minimum: 1_000, maximum: 600_000, default: DEFAULTS.retry.budgetWindowMs }),
+});
+
+export const BreakerSchema = closed({
+  errorThresholdPercent: Type.Number({
+    exclusiveMinimum: 0,
+    maximum: 100,
+    default: DEFAULTS.breaker.errorThresholdPercent,
+  }),
+  volumeThreshold: Type.Integer({
+    minimum: 1,
+    maximum: 1_000_000,
+    default: DEFAULTS.breaker.volumeThreshold,
+  }),
+  windowMs: Type.Integer({ minimum: 1_000, maximum: 3_600_000, default: DEFAULTS.breaker.windowMs }),
+  cooldownMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: DEFAULTS.breaker.cooldownMs }),
+  countRateLimits: Type.Boolean({ default: DEFAULTS.breaker.countRateLimits }),
 });
 
 export const TenantSchema = closed({
@@ -129,8 +184,18 @@ export const ConfigSchema = Type.Object(
       }),
     ),
     timeouts: Type.Optional(TimeoutsSchema),
+    retry: Type.Optional(RetrySchema),
+    breaker: Type.Optional(BreakerSchema),
+    admin: Type.Optional(
+      closed(
+        {
+          keys: Type.Array(Type.String({ pattern: '^sha256:[0-9a-f]{64}$' }), { minItems: 1, maxItems: 100 }),
+        },
+        'Keys (SHA-256 digests) accepted on /admin/* endpoints; without it those endpoints answer 404.',
+      ),
+    ),
     providers: NamedMap(ProviderSchema, { minProperties: 1 }),
-    models: Type.Record(Type.String({ pattern: '^[^\\x00-\\x1f]{1,256}$' }), ModelSchema, {
+    models: Type.Record(ModelName, ModelSchema, {
       minProperties: 1,
       additionalProperties: false,
     }),
@@ -153,10 +218,12 @@ export type TimeoutsConfig = Static<typeof TimeoutsSchema>;
 export type Timeouts = Required<TimeoutsConfig>;
 
 /** The validated config: every section present, every default filled in, deep-frozen. */
-export type Config = Omit<ConfigInput, 'server' | 'logging' | 'timeouts'> & {
+export type Config = Omit<ConfigInput, 'server' | 'logging' | 'timeouts' | 'retry' | 'breaker'> & {
   server: Required<NonNullable<ConfigInput['server']>>;
   logging: Required<NonNullable<ConfigInput['logging']>>;
   timeouts: Timeouts;
+  retry: Required<NonNullable<ConfigInput['retry']>>;
+  breaker: Required<NonNullable<ConfigInput['breaker']>>;
 };
 
 /**

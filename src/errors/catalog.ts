@@ -84,6 +84,11 @@ export const ERROR_CATALOG = {
     type: 'api_error',
     doc: 'The client went away before the answer was complete (logged, never sent).',
   },
+  deployments_unavailable: {
+    status: 503,
+    type: 'api_error',
+    doc: 'Every deployment of the model and of its fallbacks has an open circuit breaker; `retry-after` says when the first one will let a probe through.',
+  },
   shutting_down: {
     status: 503,
     type: 'api_error',

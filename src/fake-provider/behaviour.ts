@@ -33,8 +33,14 @@ export type Behaviour = {
   usage: boolean;
   /** Share of requests (0..1) failed at random with failStatus. */
   failRate: number;
-  /** Status used by failRate (400..599). */
+  /** Status used by failRate and failFirst (400..599). */
   failStatus: number;
+  /** The first N requests with the same behaviour key (the tag, else the path segment) fail with failStatus, then succeed. */
+  failFirst?: number;
+  /** `code` in injected error bodies (e.g. context_length_exceeded). */
+  errorCode?: string;
+  /** No effect but to tell behaviours apart: failFirst counts and stats.byBehaviour are kept per tag. */
+  tag?: string;
 };
 
 export const DEFAULT_BEHAVIOUR: Readonly<Behaviour> = Object.freeze({
@@ -98,6 +104,10 @@ function numberText(text: string): string | undefined {
   return NUMBER_RE.test(text) && Number.isFinite(Number(text)) ? text : undefined;
 }
 
+function word(text: string): string | undefined {
+  return /^[A-Za-z0-9_.-]{1,64}$/.test(text) ? text : undefined;
+}
+
 function bool(text: string): boolean | undefined {
   switch (text.toLowerCase()) {
     case 'true':
@@ -129,6 +139,9 @@ const SPECS: readonly Spec[] = [
   spec('usage', 'usage', 'true or false', bool),
   spec('fail-rate', 'failRate', 'a number 0..1', numberIn(0, 1)),
   spec('fail-status', 'failStatus', 'an integer status 400..599', intIn(400, 599)),
+  spec('fail-first', 'failFirst', 'an integer >= 0', intIn(0, 10_000_000)),
+  spec('error-code', 'errorCode', 'a word of letters, digits, . _ - (at most 64)', word),
+  spec('tag', 'tag', 'a word of letters, digits, . _ - (at most 64)', word),
 ];
 
 const SPEC_BY_NAME = new Map(SPECS.map((s) => [s.name, s]));

@@ -31,6 +31,8 @@ export type FakeStats = {
   requests: number;
   /** Requests by URL path without the behaviour segment and the query. */
   byPath: Record<string, number>;
+  /** Requests by behaviour key: the tag when one is set, else the path's behaviour segment ('' for none). */
+  byBehaviour: Record<string, number>;
   /** Requests being handled right now. */
   inFlight: number;
   maxInFlight: number;
@@ -71,7 +73,7 @@ export type FakeProviderOptions = {
   defaults?: Partial<Behaviour>;
 };
 
-type Ctx = { stats: FakeStats; defaults: Behaviour; seq: number };
+type Ctx = { stats: FakeStats; defaults: Behaviour; seq: number; failCounts: Map<string, number> };
 
 // Response phases.
 const ACTIVE = 0;
@@ -115,6 +117,7 @@ class FakeResponse extends ServerResponse<FakeRequest> {
   fkStopAt = NO_STOP;
   fkStopMode = 0;
   fkPrefix = '';
+  fkKey = '';
   fkTail = '';
 }
 
@@ -138,6 +141,10 @@ function handle(ctx: Ctx, req: FakeRequest, res: FakeResponse): void {
   const parsed = parseBehaviour(req.headers, split.behaviourText, ctx.defaults);
   res.fkBehaviour = parsed.behaviour ?? ctx.defaults;
   res.fkError = parsed.error;
+  const tag = res.fkBehaviour.tag;
+  const key = tag ?? split.behaviourText ?? '';
+  res.fkKey = key;
+  stats.byBehaviour[key] = (stats.byBehaviour[key] ?? 0) + 1;
   res.on('close', onResClose);
 
   req.fkRes = res;
@@ -202,8 +209,25 @@ function respond(res: FakeResponse): void {
   if (res.fkPhase !== ACTIVE) return;
   const b = res.fkBehaviour!;
   if (b.status !== undefined && (b.status < 200 || b.status > 299)) {
-    sendError(res, b.status, injectedError(b.status));
+    sendError(
+      res,
+      b.status,
+      b.errorCode === undefined ? injectedError(b.status) : codedError(b.status, b.errorCode),
+    );
     return;
+  }
+  if (b.failFirst !== undefined) {
+    const counts = res.fkCtx!.failCounts;
+    const failed = counts.get(res.fkKey) ?? 0;
+    if (failed < b.failFirst) {
+      counts.set(res.fkKey, failed + 1);
+      sendError(
+        res,
+        b.failStatus,
+        b.errorCode === undefined ? injectedError(b.failStatus) : codedError(b.failStatus, b.errorCode),
+      );
+      return;
+    }
   }
   if (b.failRate > 0 && Math.random() < b.failRate) {
     sendError(res, b.failStatus, randomFailure(b.failStatus));
@@ -602,6 +626,10 @@ function injectedError(status: number): Buffer {
   return body;
 }
 
+function codedError(status: number, code: string): string {
+  return errorBody(`fake provider: injected status ${status} (${code})`, errorKind(status)[0], null, code);
+}
+
 function randomFailure(status: number): Buffer {
   let body = failureCache.get(status);
   if (body === undefined) {
@@ -632,6 +660,7 @@ function emptyStats(): FakeStats {
   return {
     requests: 0,
     byPath: {},
+    byBehaviour: {},
     inFlight: 0,
     maxInFlight: 0,
     completed: 0,
@@ -645,7 +674,12 @@ function emptyStats(): FakeStats {
 
 export async function startFakeProvider(opts: FakeProviderOptions = {}): Promise<FakeProvider> {
   const host = opts.host ?? '127.0.0.1';
-  const ctx: Ctx = { stats: emptyStats(), defaults: resolveDefaults(opts.defaults), seq: 0 };
+  const ctx: Ctx = {
+    stats: emptyStats(),
+    defaults: resolveDefaults(opts.defaults),
+    seq: 0,
+    failCounts: new Map(),
+  };
   const server = createServer<typeof FakeRequest, typeof FakeResponse>(
     { IncomingMessage: FakeRequest, ServerResponse: FakeResponse },
     (req, res) => handle(ctx, req, res),
@@ -670,6 +704,8 @@ export async function startFakeProvider(opts: FakeProviderOptions = {}): Promise
       const s = ctx.stats;
       s.requests = 0;
       s.byPath = {};
+      s.byBehaviour = {};
+      ctx.failCounts.clear();
       s.maxInFlight = s.inFlight;
       s.completed = 0;
       s.aborted = 0;

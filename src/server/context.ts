@@ -8,6 +8,10 @@ export interface RequestContext {
   tenant: Tenant | undefined;
   model: string | undefined;
   deployment: string | undefined;
+  /** Upstream attempts made (retries and fallbacks included). */
+  attempts: number;
+  /** The fallback model that served the request, if one did. */
+  fallback: string | undefined;
   stream: boolean;
   usage: Usage | undefined;
   errorCode: string | undefined;
@@ -23,5 +27,7 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Route needs a Sluice key. */
     auth?: boolean;
+    /** Route needs an admin key. */
+    admin?: boolean;
   }
 }

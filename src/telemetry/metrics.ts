@@ -14,7 +14,14 @@ export interface Metrics {
   readonly tokens: Counter<'model' | 'kind'>;
   readonly streamsTruncated: Counter<'deployment' | 'code'>;
   readonly configReloads: Counter<'result'>;
+  readonly breakerState: Gauge<'deployment'>;
+  readonly retries: Counter<'deployment'>;
+  readonly retryBudgetExhausted: Counter<'deployment'>;
+  readonly attemptFailures: Counter<'deployment' | 'class'>;
 }
+
+/** Gauge values of sluice_breaker_state. */
+export const BREAKER_STATE_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
 
 const LATENCY_BUCKETS = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
@@ -67,6 +74,30 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       name: 'sluice_config_reloads_total',
       help: 'Config reload attempts by result (applied, rejected).',
       labelNames: ['result'],
+      registers,
+    }),
+    breakerState: new Gauge({
+      name: 'sluice_breaker_state',
+      help: 'Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['deployment'],
+      registers,
+    }),
+    retries: new Counter({
+      name: 'sluice_retries_total',
+      help: 'Upstream attempts after the first, by the deployment that received them.',
+      labelNames: ['deployment'],
+      registers,
+    }),
+    retryBudgetExhausted: new Counter({
+      name: 'sluice_retry_budget_exhausted_total',
+      help: 'Retries not made because the deployment had no retry budget left.',
+      labelNames: ['deployment'],
+      registers,
+    }),
+    attemptFailures: new Counter({
+      name: 'sluice_attempt_failures_total',
+      help: 'Failed upstream attempts by deployment and failure class (permanent, rate_limited, overloaded, transient, final).',
+      labelNames: ['deployment', 'class'],
       registers,
     }),
   };

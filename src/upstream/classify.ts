@@ -124,6 +124,7 @@ export function providerErrorFromResponse(
   status: number,
   bodyText: string,
   retryAfterHeader: string | undefined,
+  retryAfterMsHeader?: string,
 ): SluiceError {
   let provider: ProviderErrorBody | undefined;
   try {
@@ -165,4 +166,21 @@ function openAITypeFor(status: number): string {
   if (status === 429) return 'rate_limit_error';
   if (status >= 400 && status < 500) return 'invalid_request_error';
   return 'api_error';
+}
+
+/** `retry-after-ms` (OpenAI's, more precise) or `Retry-After` (seconds or an HTTP date), in ms. */
+export function parseRetryAfterMs(
+  seconds: string | undefined,
+  ms: string | undefined,
+  now = Date.now(),
+): number | undefined {
+  if (ms !== undefined) {
+    const v = Number(ms);
+    if (ms.trim() !== '' && Number.isFinite(v) && v >= 0) return v;
+  }
+  if (seconds === undefined || seconds.trim() === '') return undefined;
+  const v = Number(seconds);
+  if (Number.isFinite(v)) return v >= 0 ? v * 1000 : undefined;
+  const date = Date.parse(seconds);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }

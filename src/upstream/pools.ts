@@ -4,7 +4,8 @@
  * reconciled: an origin whose settings did not change keeps its warm pool; a changed or removed
  * one is closed gracefully (queued and running requests finish first).
  */
-import { Dispatcher, Pool } from 'undici';
+import type { Socket } from 'node:net';
+import { buildConnector, Dispatcher, errors, Pool } from 'undici';
 
 export interface OriginSettings {
   connections: number;
@@ -101,10 +102,40 @@ function createPool(origin: string, settings: OriginSettings): Pool {
   return new Pool(origin, {
     connections: settings.connections,
     pipelining: 1,
-    connect: { timeout: settings.connectTimeoutMs },
+    connect: preciseConnector(settings.connectTimeoutMs),
     // Providers close idle keep-alive sockets after a few seconds; undici honours their
     // Keep-Alive hint and otherwise recycles sockets idle for longer than this.
     keepAliveTimeout: 4_000,
     keepAliveMaxTimeout: 60_000,
   });
+}
+
+/**
+ * undici's own connect timeout runs on its coarse timer wheel (500 ms ticks), so a 200 ms connect
+ * timeout can fire after a second, past the first-token timeout it must precede. This connector
+ * keeps undici's socket setup and adds a native timer with the configured precision.
+ */
+function preciseConnector(timeoutMs: number): buildConnector.connector {
+  // undici's timer stays as a backstop, well behind ours.
+  const connect = buildConnector({ timeout: timeoutMs * 4 + 1_000 });
+  return (options, callback) => {
+    let settled = false;
+    let socket: Socket | undefined;
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      socket?.destroy();
+      callback(new errors.ConnectTimeoutError(`Connect timeout after ${timeoutMs} ms`), null);
+    }, timeoutMs);
+    socket = connect(options, (err, connected) => {
+      clearTimeout(timer);
+      if (settled) {
+        connected?.destroy();
+        return;
+      }
+      settled = true;
+      if (err) callback(err, null);
+      else callback(null, connected!);
+    }) as Socket | undefined;
+  };
 }

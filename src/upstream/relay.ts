@@ -50,21 +50,39 @@ export async function awaitFirstToken(
   return held;
 }
 
-/** Relays the held opening bytes, then the rest of the stream as it arrives. */
+export interface RelaySource {
+  readonly body: Readable;
+  readonly chunks: AsyncIterator<Buffer>;
+  readonly held: Buffer[];
+  readonly tap: SseTap;
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Relays the held opening bytes, then the rest of the stream as it arrives. The chunk-gap clock
+ * runs only while waiting on the provider: time spent waiting for a slow client to drain is the
+ * client's backpressure, not a provider stall.
+ */
 export async function* relaySse(
-  body: Readable,
-  chunks: AsyncIterator<Buffer>,
-  held: Buffer[],
-  tap: SseTap,
+  source: RelaySource,
   deploymentId: string,
-  signal: AbortSignal,
+  chunkGapTimeoutMs: number,
+  onChunkGap: () => void,
   hooks: RelayHooks,
 ): AsyncGenerator<Buffer | string> {
+  const { body, chunks, held, tap, signal } = source;
   let error: SluiceError | undefined;
+  let waiting = false;
+  const gapTimer = setTimeout(() => {
+    if (waiting) onChunkGap();
+  }, chunkGapTimeoutMs);
   try {
     yield held.length === 1 ? held[0]! : Buffer.concat(held);
     for (;;) {
+      waiting = true;
+      gapTimer.refresh();
       const next = await chunks.next();
+      waiting = false;
       if (next.done) break;
       const out = tap.push(next.value);
       if (out !== undefined) yield out;
@@ -79,6 +97,7 @@ export async function* relaySse(
       yield renderSseError(error);
     }
   } finally {
+    clearTimeout(gapTimer);
     if (!body.destroyed) body.destroy();
     hooks.onEnd(error);
   }

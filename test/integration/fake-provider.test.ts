@@ -537,6 +537,46 @@ describe('fake provider behaviours', () => {
     }
   });
 
+  it(
+    'fail-first=N fails the first N requests of a behaviour, then succeeds; counted per tag, else per path segment',
+    T,
+    async () => {
+      fake.resetStats();
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const r = await call(fake, {
+          path: `/fake/fail-first=2,fail-status=429,retry-after=1/v1/chat/completions`,
+          body: { messages },
+        });
+        statuses.push(r.statusCode);
+        if (r.statusCode === 429) assert.equal(r.headers['retry-after'], '1');
+        await r.body.dump();
+      }
+      assert.deepEqual(statuses, [429, 429, 200, 200]);
+      // Another tag is another counter.
+      const tagged = await call(fake, {
+        path: CHAT,
+        body: { messages },
+        headers: { 'x-fake-fail-first': '1', 'x-fake-tag': 'b' },
+      });
+      await tagged.body.dump();
+      assert.equal(tagged.statusCode, 503);
+      assert.equal(fake.stats.byBehaviour['fail-first=2,fail-status=429,retry-after=1'], 4);
+      assert.equal(fake.stats.byBehaviour.b, 1);
+    },
+  );
+
+  it('error-code sets the code of injected errors', T, async () => {
+    const r = await json<ErrorBody>(fake, {
+      path: CHAT,
+      body: { messages },
+      headers: { 'x-fake-status': '400', 'x-fake-error-code': 'context_length_exceeded' },
+    });
+    assert.equal(r.status, 400);
+    assert.equal(r.body.error.code, 'context_length_exceeded');
+    assert.equal(r.body.error.type, 'invalid_request_error');
+  });
+
   it('fail-rate=0.5 fails about half of the requests', T, async () => {
     const results = await Promise.all(
       Array.from({ length: 400 }, async () => {
@@ -594,6 +634,7 @@ describe('fake provider stats', () => {
       {
         requests: 0,
         byPath: {},
+        byBehaviour: {},
         inFlight: 0,
         maxInFlight: 0,
         completed: 0,

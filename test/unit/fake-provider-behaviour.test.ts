@@ -260,6 +260,9 @@ describe('resolveDefaults / parseBehaviourOptions', () => {
       'usage',
       'fail-rate',
       'fail-status',
+      'fail-first',
+      'error-code',
+      'tag',
     ]);
   });
 });

@@ -1,0 +1,281 @@
+/**
+ * Runs one client request against its model's deployments until one answers: picks a deployment
+ * whose breaker admits traffic, calls it under the timeout ladder, and on a classified failure
+ * retries (same or next deployment, then the fallback models) as the retry policy says, within
+ * the attempt limit, the request's deadline and the retry budget.
+ *
+ * An attempt "answers" once nothing about it can fail without the client seeing bytes: a JSON
+ * body fully read, or a stream's first token. Until then every failure is retryable; after it
+ * the caller relays the rest of the stream and a failure becomes an SSE error event.
+ */
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SluiceError } from '../errors/sluice-error.ts';
+import { buildUpstreamRequest, type Endpoint } from '../providers/openai.ts';
+import { pickTwoChoices } from '../routing/select.ts';
+import type { Deployment, ModelRoute, Runtime } from '../runtime.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import { callUpstream, readBounded } from '../upstream/call.ts';
+import { classifyUpstreamError, UpstreamAbort } from '../upstream/classify.ts';
+import type { UpstreamPools } from '../upstream/pools.ts';
+import { awaitFirstToken } from '../upstream/relay.ts';
+import { SseTap } from '../upstream/sse-tap.ts';
+import { extractUsage, type Usage } from '../upstream/usage.ts';
+import { isBreakerRejection } from './breaker.ts';
+import { classifyFailure, isContextLengthError } from './failure-class.ts';
+import type { HealthRegistry } from './health.ts';
+import { decideRetry } from './retry-policy.ts';
+
+export interface ExecuteDeps {
+  readonly pools: UpstreamPools;
+  readonly health: HealthRegistry;
+  readonly metrics: Metrics;
+  readonly random?: () => number;
+}
+
+export interface ExecuteRequest {
+  readonly endpoint: Endpoint;
+  readonly body: Readonly<Record<string, unknown>>;
+  readonly requestId: string;
+  readonly runtime: Runtime;
+  readonly model: ModelRoute;
+  /** Absolute deadline on the performance.now() clock. */
+  readonly deadline: number;
+  /** Aborted when the client goes away or the deadline passes. */
+  readonly signal: AbortSignal;
+  /** Updated as attempts are made, so an error response and the log line can say what happened. */
+  readonly progress: { attempts: number; deployment: string | undefined; fallback: string | undefined };
+}
+
+interface Answered {
+  readonly deployment: Deployment;
+  readonly servedModel: string;
+}
+
+export interface JsonAnswer extends Answered {
+  readonly kind: 'json';
+  readonly status: number;
+  readonly payload: Buffer;
+  readonly usage: Usage | undefined;
+}
+
+export interface StreamAnswer extends Answered {
+  readonly kind: 'stream';
+  readonly body: Readable;
+  readonly chunks: AsyncIterator<Buffer>;
+  readonly held: Buffer[];
+  readonly tap: SseTap;
+  /** The attempt's own signal (request signal plus the attempt's timers). */
+  readonly signal: AbortSignal;
+  /** Aborts the attempt with a reason (the relay's chunk-gap clock uses it). */
+  abort(reason: UpstreamAbort): void;
+  /** Must be called once when the relay ends. */
+  finish(error: SluiceError | undefined): void;
+}
+
+export type Answer = JsonAnswer | StreamAnswer;
+
+export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<Answer> {
+  const random = deps.random ?? Math.random;
+  const { runtime, progress } = req;
+  const retry = runtime.config.retry;
+  // The models to try, in order: the requested one, then its fallbacks (not theirs: no chains).
+  let groups: ModelRoute[] = [req.model, ...req.model.fallbacks.map((name) => runtime.models.get(name)!)];
+  let contextFallbackUsed = false;
+  const tried = new Set<string>();
+  let retryOn: Deployment | undefined;
+  let lastError: SluiceError | undefined;
+
+  for (;;) {
+    const next =
+      retryOn && deps.health.get(retryOn.id).breaker.admits()
+        ? { deployment: retryOn, group: groupOf(groups, retryOn) }
+        : pick(groups, tried, deps.health, random);
+    retryOn = undefined;
+    if (!next) throw lastError ?? allUnavailable(req.model, groups, deps.health);
+    const { deployment, group } = next;
+    const health = deps.health.get(deployment.id);
+    const now = Date.now();
+    if (progress.attempts === 0) {
+      health.budget.recordRequest(now);
+    } else if (!health.budget.tryRetry(now)) {
+      deps.metrics.retryBudgetExhausted.inc({ deployment: deployment.id });
+      throw lastError!;
+    }
+    if (progress.attempts > 0) deps.metrics.retries.inc({ deployment: deployment.id });
+    progress.attempts++;
+    progress.deployment = deployment.id;
+    progress.fallback = group.name === req.model.name ? undefined : group.name;
+    tried.add(deployment.id);
+
+    try {
+      // Checked just above and fired in the same tick, so the breaker cannot refuse in between.
+      return await health.breaker.run(() => attempt(req, deployment, group.name, deps));
+    } catch (err) {
+      if (isBreakerRejection(err)) {
+        progress.attempts--;
+        continue;
+      }
+      const error = err as SluiceError;
+      lastError = error;
+      const failure = classifyFailure(error);
+      deps.metrics.attemptFailures.inc({ deployment: deployment.id, class: failure });
+      if (req.signal.aborted) throw classifyUpstreamError(err, deployment.id, req.signal);
+      if (failure === 'permanent') {
+        const bigger = group.contextFallback && runtime.models.get(group.contextFallback);
+        if (
+          bigger &&
+          !contextFallbackUsed &&
+          isContextLengthError(error) &&
+          progress.attempts < retry.maxAttempts
+        ) {
+          contextFallbackUsed = true;
+          groups = [bigger];
+          continue;
+        }
+      }
+      const decision = decideRetry(
+        {
+          failure,
+          attempts: progress.attempts,
+          remainingMs: req.deadline - performance.now(),
+          hasUntried: pick(groups, tried, deps.health, random) !== undefined,
+          retryAfterMs: error.retryAfterSeconds === undefined ? undefined : error.retryAfterSeconds * 1000,
+        },
+        retry,
+        random,
+      );
+      if (!decision.retry) throw error;
+      if (decision.sameDeployment) retryOn = deployment;
+      if (decision.delayMs > 0) {
+        try {
+          await sleep(decision.delayMs, undefined, { signal: req.signal });
+        } catch (sleepErr) {
+          throw classifyUpstreamError(sleepErr, deployment.id, req.signal);
+        }
+      }
+    }
+  }
+}
+
+/** One upstream call, up to the point where it has answered (see the module comment). */
+async function attempt(
+  req: ExecuteRequest,
+  deployment: Deployment,
+  servedModel: string,
+  deps: ExecuteDeps,
+): Promise<Answer> {
+  const health = deps.health.get(deployment.id);
+  const timeouts = deployment.timeouts;
+  const controller = new AbortController();
+  const signal = AbortSignal.any([req.signal, controller.signal]);
+  const started = performance.now();
+  // The attempt's own backstop, when the deployment's total is shorter than what the request has left.
+  const attemptTotal = Math.min(timeouts.totalTimeoutMs, req.deadline - started);
+  const totalTimer = setTimeout(() => controller.abort(new UpstreamAbort('total_timeout')), attemptTotal);
+  health.outstanding++;
+  let released = false;
+  const release = (outcome: string) => {
+    if (released) return;
+    released = true;
+    clearTimeout(totalTimer);
+    health.outstanding--;
+    deps.metrics.upstreamDuration.observe(
+      { deployment: deployment.id, outcome },
+      (performance.now() - started) / 1000,
+    );
+  };
+
+  const upstreamReq = buildUpstreamRequest(req.endpoint, req.body, deployment, { requestId: req.requestId });
+  // First token: response headers for JSON; real output (not just headers) for streams.
+  const firstTokenTimer = setTimeout(
+    () => controller.abort(new UpstreamAbort('first_token_timeout')),
+    timeouts.firstTokenTimeoutMs,
+  );
+  let body: Readable | undefined;
+  try {
+    const res = await callUpstream(deps.pools, upstreamReq, timeouts, deployment.id, signal);
+    body = res.body;
+    if (!upstreamReq.stream) {
+      clearTimeout(firstTokenTimer);
+      const payload = await readBounded(
+        res.body,
+        req.runtime.config.server.maxResponseBytes,
+        deployment.id,
+        signal,
+      );
+      release('ok');
+      return {
+        kind: 'json',
+        deployment,
+        servedModel,
+        status: res.statusCode,
+        payload,
+        usage: extractUsage(payload),
+      };
+    }
+    const tap = new SseTap(!upstreamReq.clientWantsUsage);
+    const chunks = (res.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    const held = await awaitFirstToken(chunks, tap, deployment.id, signal);
+    clearTimeout(firstTokenTimer);
+    return {
+      kind: 'stream',
+      deployment,
+      servedModel,
+      body: res.body,
+      chunks,
+      held,
+      tap,
+      signal,
+      abort: (reason) => controller.abort(reason),
+      finish: (error) => release(error ? error.code : 'ok'),
+    };
+  } catch (err) {
+    clearTimeout(firstTokenTimer);
+    body?.destroy();
+    const error = err instanceof SluiceError ? err : classifyUpstreamError(err, deployment.id, signal);
+    release(error.code);
+    throw error;
+  }
+}
+
+function groupOf(groups: readonly ModelRoute[], deployment: Deployment): ModelRoute {
+  return groups.find((g) => g.deployments.includes(deployment)) ?? groups[0]!;
+}
+
+/** The next deployment to try: the first model group with an untried deployment whose breaker admits. */
+function pick(
+  groups: readonly ModelRoute[],
+  tried: ReadonlySet<string>,
+  health: HealthRegistry,
+  random: () => number,
+): { deployment: Deployment; group: ModelRoute } | undefined {
+  for (const group of groups) {
+    const candidates = group.deployments.filter((d) => !tried.has(d.id) && health.get(d.id).breaker.admits());
+    if (candidates.length > 0) {
+      return { deployment: pickTwoChoices(candidates, (d) => health.get(d.id).outstanding, random), group };
+    }
+  }
+  return undefined;
+}
+
+function allUnavailable(
+  model: ModelRoute,
+  groups: readonly ModelRoute[],
+  health: HealthRegistry,
+): SluiceError {
+  let earliest = Number.POSITIVE_INFINITY;
+  for (const group of groups) {
+    for (const d of group.deployments) {
+      const at = health.get(d.id).breaker.halfOpenAt();
+      if (at > 0 && at < earliest) earliest = at;
+    }
+  }
+  const seconds = Number.isFinite(earliest) ? Math.max(1, Math.ceil((earliest - Date.now()) / 1000)) : 1;
+  const names = groups.map((g) => g.name).join(', ');
+  return new SluiceError(
+    'deployments_unavailable',
+    `Every deployment of model '${model.name}' and its fallbacks (${names}) is failing; circuit breakers are open. Retry in ${seconds} s.`,
+    { retryAfterSeconds: seconds },
+  );
+}

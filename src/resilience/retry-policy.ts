@@ -1,0 +1,52 @@
+/**
+ * Whether and when to try again after a failed attempt. Pure: everything it needs is passed in,
+ * so every rule is unit-tested without sockets or timers.
+ */
+import { fullJitterDelayMs } from './backoff.ts';
+import type { FailureClass } from './failure-class.ts';
+
+export interface RetrySettings {
+  maxAttempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface RetryInput {
+  failure: FailureClass;
+  /** Attempts made so far (1 after the first). */
+  attempts: number;
+  /** Time left before the request's deadline. */
+  remainingMs: number;
+  /** Another deployment (or fallback model) is available that was not tried yet. */
+  hasUntried: boolean;
+  /** The provider's Retry-After / retry-after-ms, if it sent one. */
+  retryAfterMs: number | undefined;
+}
+
+export type RetryDecision =
+  | { retry: false; reason: 'permanent' | 'final' | 'attempts' | 'deadline' }
+  | { retry: true; delayMs: number; sameDeployment: boolean };
+
+export function decideRetry(
+  input: RetryInput,
+  settings: RetrySettings,
+  random: () => number = Math.random,
+): RetryDecision {
+  if (input.failure === 'permanent') return { retry: false, reason: 'permanent' };
+  if (input.failure === 'final') return { retry: false, reason: 'final' };
+  if (input.attempts >= settings.maxAttempts) return { retry: false, reason: 'attempts' };
+
+  if (input.failure === 'rate_limited') {
+    // "Slow down" is about this deployment: another one can take the request right away.
+    if (input.hasUntried) return { retry: true, delayMs: 0, sameDeployment: false };
+    if (input.retryAfterMs !== undefined) {
+      return input.retryAfterMs < input.remainingMs
+        ? { retry: true, delayMs: input.retryAfterMs, sameDeployment: true }
+        : { retry: false, reason: 'deadline' };
+    }
+  }
+
+  const delayMs = fullJitterDelayMs(input.attempts - 1, settings.baseDelayMs, settings.maxDelayMs, random);
+  if (delayMs >= input.remainingMs) return { retry: false, reason: 'deadline' };
+  return { retry: true, delayMs, sameDeployment: !input.hasUntried };
+}
