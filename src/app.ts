@@ -29,6 +29,8 @@ import { type OriginSettings, UpstreamPools } from './upstream/pools.ts';
 
 export interface AppDeps {
   logger: Logger;
+  /** The access log (one line per request); defaults to `logger`. */
+  accessLogger?: Logger;
   metrics?: Metrics;
   pools?: UpstreamPools;
   readinessChecks?: ReadinessCheck[];
@@ -54,6 +56,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   let runtime = initial;
   let draining = false;
   const metrics = deps.metrics ?? createMetrics();
+  const accessLog = deps.accessLogger ?? deps.logger;
   const pools = deps.pools ?? new UpstreamPools();
   pools.configure(originSettings(runtime));
   const health = new HealthRegistry(breakerCountsAsFailure, (deployment, state) =>
@@ -151,8 +154,9 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       metrics.tokens.inc({ model, kind: 'completion' }, ctx.usage.completionTokens);
     }
     if (route === '/healthz' || route === '/readyz' || route === '/metrics') return;
-    request.log.info(
+    accessLog.info(
       {
+        requestId: request.id,
         tenant: ctx.tenant?.name,
         method: request.method,
         route,

@@ -17,7 +17,7 @@ import { watchConfigFile } from './config/watch.ts';
 import type { FakeProvider } from './fake-provider/server.ts';
 import { startFakeProvider } from './fake-provider/server.ts';
 import { compileRuntime, needsEmbeddedFake, type Runtime } from './runtime.ts';
-import { createLogger } from './telemetry/logger.ts';
+import { createLoggers } from './telemetry/logger.ts';
 
 const USAGE = `usage:
   sluice [--config FILE]        start the gateway (FILE defaults to $SLUICE_CONFIG, else embedded defaults)
@@ -72,8 +72,9 @@ async function serve(configPath: string | undefined): Promise<number> {
     await fake?.close();
     return configFailure(err);
   }
-  const logger = createLogger(runtime.config.logging.level);
-  const gateway = await buildApp(runtime, { logger });
+  const loggers = createLoggers(runtime.config.logging.level);
+  const logger = loggers.log;
+  const gateway = await buildApp(runtime, { logger, accessLogger: loggers.access });
   const { host, port } = runtime.config.server;
   try {
     await gateway.app.listen({ host, port });
@@ -113,6 +114,7 @@ async function serve(configPath: string | undefined): Promise<number> {
         }
         gateway.apply(next);
         logger.level = next.config.logging.level;
+        loggers.access.level = next.config.logging.level;
         gateway.metrics.configReloads.inc({ result: 'applied' });
         logger.info({ reason, models: next.models.size, providers: next.providers.size }, 'config reloaded');
       } catch (err) {

@@ -167,8 +167,13 @@ async function attempt(
 ): Promise<Answer> {
   const health = deps.health.get(deployment.id);
   const timeouts = deployment.timeouts;
+  // The attempt's own controller, which the request's abort (client gone, deadline) is forwarded
+  // to. Cheaper than AbortSignal.any, which showed up at ~5% of CPU in profiles.
   const controller = new AbortController();
-  const signal = AbortSignal.any([req.signal, controller.signal]);
+  const signal = controller.signal;
+  const forwardAbort = () => controller.abort(req.signal.reason);
+  if (req.signal.aborted) forwardAbort();
+  else req.signal.addEventListener('abort', forwardAbort, { once: true });
   const started = performance.now();
   // The attempt's own backstop, when the deployment's total is shorter than what the request has left.
   const attemptTotal = Math.min(timeouts.totalTimeoutMs, req.deadline - started);
@@ -179,6 +184,7 @@ async function attempt(
     if (released) return;
     released = true;
     clearTimeout(totalTimer);
+    req.signal.removeEventListener('abort', forwardAbort);
     health.outstanding--;
     deps.metrics.upstreamDuration.observe(
       { deployment: deployment.id, outcome },

@@ -25,17 +25,33 @@ export const REDACT_PATHS = [
   'providers.*.headers',
 ];
 
+export interface Loggers {
+  /** The application logger, with redaction: anything may be logged through it. */
+  readonly log: Logger;
+  /**
+   * The one-line-per-request access log. Its lines are built by Sluice from a fixed set of safe
+   * fields (never headers, bodies or config), so it skips redaction, which cost ~6% of CPU per
+   * request in profiles. Same destination and format as `log`.
+   */
+  readonly access: Logger;
+}
+
+export function createLoggers(level: string, destination: DestinationStream = pino.destination(1)): Loggers {
+  const common = {
+    level,
+    base: { service: 'sluice' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label: string) => ({ level: label }) },
+  };
+  return {
+    log: pino({ ...common, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, destination),
+    access: pino(common, destination),
+  };
+}
+
+/** The application logger alone (tests and tools). */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  return pino(
-    {
-      level,
-      base: { service: 'sluice' },
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-    },
-    destination,
-  );
+  return createLoggers(level, destination).log;
 }
 
 export type { Logger };

@@ -8,7 +8,7 @@ import { validateConfig } from '../../src/config/load.ts';
 import type { Behaviour } from '../../src/fake-provider/behaviour.ts';
 import { type FakeProvider, startFakeProvider } from '../../src/fake-provider/server.ts';
 import { compileRuntime } from '../../src/runtime.ts';
-import { createLogger } from '../../src/telemetry/logger.ts';
+import { createLoggers } from '../../src/telemetry/logger.ts';
 
 export const TENANT_KEY = 'sk-test-acme-0123456789';
 export const OTHER_TENANT_KEY = 'sk-test-batch-0123456789';
@@ -63,13 +63,16 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   );
   const lines: string[] = [];
   const logs: Array<Record<string, unknown>> = [];
-  const logger = createLogger(config.logging.level, {
+  const loggers = createLoggers(config.logging.level, {
     write(line: string) {
       lines.push(line);
       logs.push(JSON.parse(line) as Record<string, unknown>);
     },
   });
-  const gateway = await buildApp(compileRuntime(config), { logger });
+  const gateway = await buildApp(compileRuntime(config), {
+    logger: loggers.log,
+    accessLogger: loggers.access,
+  });
   const url = await gateway.app.listen({ host: '127.0.0.1', port: 0 });
   return {
     url,
