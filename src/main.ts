@@ -17,7 +17,7 @@ import { watchConfigFile } from './config/watch.ts';
 import type { FakeProvider } from './fake-provider/server.ts';
 import { startFakeProvider } from './fake-provider/server.ts';
 import { compileRuntime, needsEmbeddedFake, type Runtime } from './runtime.ts';
-import { createLoggers } from './telemetry/logger.ts';
+import { createLoggers, stdoutDestination } from './telemetry/logger.ts';
 
 const USAGE = `usage:
   sluice [--config FILE]        start the gateway (FILE defaults to $SLUICE_CONFIG, else embedded defaults)
@@ -72,7 +72,8 @@ async function serve(configPath: string | undefined): Promise<number> {
     await fake?.close();
     return configFailure(err);
   }
-  const loggers = createLoggers(runtime.config.logging.level);
+  const logOutput = stdoutDestination();
+  const loggers = createLoggers(runtime.config.logging.level, logOutput);
   const logger = loggers.log;
   const gateway = await buildApp(runtime, { logger, accessLogger: loggers.access });
   const { host, port } = runtime.config.server;
@@ -80,6 +81,7 @@ async function serve(configPath: string | undefined): Promise<number> {
     await gateway.app.listen({ host, port });
   } catch (err) {
     logger.fatal({ err }, 'cannot listen');
+    logOutput.flushSync();
     await fake?.close();
     return 1;
   }
@@ -136,6 +138,7 @@ async function serve(configPath: string | undefined): Promise<number> {
     const stop = async (signal: string) => {
       if (stopping) {
         logger.warn({ signal }, 'second signal: exiting now');
+        logOutput.flushSync();
         resolve(1);
         return;
       }
@@ -146,6 +149,7 @@ async function serve(configPath: string | undefined): Promise<number> {
       await gateway.shutdown(drainTimeoutMs);
       await fake?.close();
       logger.info('stopped');
+      logOutput.flushSync();
       resolve(0);
     };
     process.on('SIGTERM', () => void stop('SIGTERM'));
