@@ -69,6 +69,9 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     loggerInstance: deps.logger as FastifyBaseLogger,
     // One log line per request is written by finish() below, streams and aborts included.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
+    // No child logger per request (pino child() with redaction showed in profiles): the few
+    // request-scoped log calls pass the request id themselves.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: server.bodyLimitBytes,
     genReqId: requestIdFor,
     requestIdHeader: false,
@@ -115,11 +118,16 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       errorCode: undefined,
       firstByteMs: undefined,
       truncated: false,
+      onClientGone: undefined,
     };
     request.sluice = ctx;
     reply.header('x-request-id', request.id);
     metrics.inFlight.inc();
-    reply.raw.once('close', () => finish(request, reply.raw.statusCode, reply.raw.writableFinished));
+    reply.raw.once('close', () => {
+      const completed = reply.raw.writableFinished;
+      if (!completed) ctx.onClientGone?.();
+      finish(request, reply.raw.statusCode, completed);
+    });
     const routeConfig = request.routeOptions.config;
     if (routeConfig.admin) {
       authenticateAdmin(request, runtime);
@@ -134,7 +142,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
         'Missing API key: send Authorization: Bearer <your Sluice key>.',
       );
     }
-    const tenant = runtime.tenantsByKeyHash.get(hashKey(key));
+    const tenant = runtime.tenants.lookup(key);
     if (tenant === undefined) throw new SluiceError('invalid_api_key', 'Incorrect API key provided.');
     ctx.tenant = tenant;
   });
@@ -147,8 +155,8 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     const route = request.routeOptions.url ?? 'unmatched';
     const model = ctx.model ?? (ctx.tenant ? 'unknown' : '');
     const logged = !completed && ctx.errorCode === 'client_closed_request' ? 499 : status;
-    metrics.requests.inc({ route, model, status: logged, code: ctx.errorCode ?? '' });
-    metrics.duration.observe({ route, model }, durationMs / 1000);
+    metrics.hot.requests.get(route, model, String(logged), ctx.errorCode ?? '').inc();
+    metrics.hot.duration.get(route, model).observe(durationMs / 1000);
     if (ctx.usage) {
       metrics.tokens.inc({ model, kind: 'prompt' }, ctx.usage.promptTokens);
       metrics.tokens.inc({ model, kind: 'completion' }, ctx.usage.completionTokens);

@@ -4,6 +4,7 @@
  * so a reload swaps configs atomically between requests and never under one.
  */
 
+import { KeyIndex } from './auth/keys.ts';
 import type { Priority } from './config/defaults.ts';
 import { mergeTimeouts } from './config/load.ts';
 import type { Config, ProviderConfig, Timeouts } from './config/schema.ts';
@@ -51,7 +52,8 @@ export interface Runtime {
   readonly config: Config;
   readonly providers: ReadonlyMap<string, ProviderRuntime>;
   readonly models: ReadonlyMap<string, ModelRoute>;
-  readonly tenantsByKeyHash: ReadonlyMap<string, Tenant>;
+  /** Tenant by presented Sluice key. */
+  readonly tenants: KeyIndex<Tenant>;
   readonly passthrough: ProviderRuntime | undefined;
   /** Digests of the keys accepted on /admin/*. */
   readonly adminKeys: ReadonlySet<string>;
@@ -124,7 +126,7 @@ export function compileRuntime(config: Config, options: CompileOptions = {}): Ru
     config,
     providers,
     models,
-    tenantsByKeyHash,
+    tenants: new KeyIndex(tenantsByKeyHash),
     passthrough: config.passthrough ? providers.get(config.passthrough.provider) : undefined,
     modelList,
     adminKeys: new Set(config.admin?.keys ?? []),

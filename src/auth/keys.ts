@@ -16,3 +16,30 @@ export function bearerToken(header: string | undefined): string | undefined {
   const token = header.slice(7).trim();
   return token.length > 0 ? token : undefined;
 }
+
+/**
+ * Tenant lookup by presented key. Digests of keys seen recently are cached (by the key itself) so
+ * the hot path hashes a key once, not once per request; only keys that matched are cached, and
+ * the cache is bounded, so random wrong keys cannot grow it.
+ */
+export class KeyIndex<T> {
+  readonly #byDigest: ReadonlyMap<string, T>;
+  readonly #seen = new Map<string, T>();
+  readonly #maxCached: number;
+
+  constructor(byDigest: ReadonlyMap<string, T>, maxCached = 10_000) {
+    this.#byDigest = byDigest;
+    this.#maxCached = maxCached;
+  }
+
+  lookup(key: string): T | undefined {
+    const cached = this.#seen.get(key);
+    if (cached !== undefined) return cached;
+    const found = this.#byDigest.get(hashKey(key));
+    if (found !== undefined) {
+      if (this.#seen.size >= this.#maxCached) this.#seen.clear();
+      this.#seen.set(key, found);
+    }
+    return found;
+  }
+}

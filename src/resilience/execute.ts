@@ -175,9 +175,12 @@ async function attempt(
   if (req.signal.aborted) forwardAbort();
   else req.signal.addEventListener('abort', forwardAbort, { once: true });
   const started = performance.now();
-  // The attempt's own backstop, when the deployment's total is shorter than what the request has left.
-  const attemptTotal = Math.min(timeouts.totalTimeoutMs, req.deadline - started);
-  const totalTimer = setTimeout(() => controller.abort(new UpstreamAbort('total_timeout')), attemptTotal);
+  // The attempt's own backstop, only when the deployment's total is shorter than what the request
+  // has left (the request's deadline timer covers the rest).
+  const totalTimer =
+    timeouts.totalTimeoutMs < req.deadline - started
+      ? setTimeout(() => controller.abort(new UpstreamAbort('total_timeout')), timeouts.totalTimeoutMs)
+      : undefined;
   health.outstanding++;
   let released = false;
   const release = (outcome: string) => {
@@ -186,10 +189,9 @@ async function attempt(
     clearTimeout(totalTimer);
     req.signal.removeEventListener('abort', forwardAbort);
     health.outstanding--;
-    deps.metrics.upstreamDuration.observe(
-      { deployment: deployment.id, outcome },
-      (performance.now() - started) / 1000,
-    );
+    deps.metrics.hot.upstreamDuration
+      .get(deployment.id, outcome)
+      .observe((performance.now() - started) / 1000);
   };
 
   const upstreamReq = buildUpstreamRequest(req.endpoint, req.body, deployment, { requestId: req.requestId });

@@ -18,6 +18,8 @@ export interface RequestContext {
   /** ms from request start to the first byte written to the client (streams). */
   firstByteMs: number | undefined;
   truncated: boolean;
+  /** Called when the client connection closes before the response finished. */
+  onClientGone: (() => void) | undefined;
 }
 
 declare module 'fastify' {

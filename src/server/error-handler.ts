@@ -66,7 +66,7 @@ function safeMessage(message: string | undefined): string {
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const error = toSluiceError(err);
-  if (error.code === 'internal_error') request.log.error({ err }, 'internal error');
+  if (error.code === 'internal_error') request.log.error({ err, requestId: request.id }, 'internal error');
   if (request.sluice) request.sluice.errorCode = error.code;
   if (error.retryAfterSeconds !== undefined)
     reply.header('retry-after', String(Math.ceil(error.retryAfterSeconds)));

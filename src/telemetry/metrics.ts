@@ -7,6 +7,12 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 
 export interface Metrics {
   readonly registry: Registry;
+  /** Cached children for the per-request hot path. */
+  readonly hot: {
+    readonly requests: LabelledChildren<{ inc(value?: number): void }>;
+    readonly duration: LabelledChildren<{ observe(value: number): void }>;
+    readonly upstreamDuration: LabelledChildren<{ observe(value: number): void }>;
+  };
   readonly requests: Counter<'route' | 'model' | 'status' | 'code'>;
   readonly duration: Histogram<'route' | 'model'>;
   readonly inFlight: Gauge;
@@ -31,31 +37,39 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const registry = new Registry();
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  const requests = new Counter({
+    name: 'sluice_requests_total',
+    help: 'Requests answered, by route pattern, model, HTTP status and error code ("" on success).',
+    labelNames: ['route', 'model', 'status', 'code'],
+    registers,
+  });
+  const duration = new Histogram({
+    name: 'sluice_request_duration_seconds',
+    help: 'Time from request received to response finished (streams: last byte).',
+    labelNames: ['route', 'model'],
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+  const upstreamDuration = new Histogram({
+    name: 'sluice_upstream_duration_seconds',
+    help: 'Upstream call time until the answer was complete, by deployment and outcome (ok or error code).',
+    labelNames: ['deployment', 'outcome'],
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
   return {
     registry,
-    requests: new Counter({
-      name: 'sluice_requests_total',
-      help: 'Requests answered, by route pattern, model, HTTP status and error code ("" on success).',
-      labelNames: ['route', 'model', 'status', 'code'],
-      registers,
-    }),
-    duration: new Histogram({
-      name: 'sluice_request_duration_seconds',
-      help: 'Time from request received to response finished (streams: last byte).',
-      labelNames: ['route', 'model'],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    }),
+    requests,
+    duration,
+    upstreamDuration,
+    hot: {
+      requests: new LabelledChildren((v) => requests.labels(...v)),
+      duration: new LabelledChildren((v) => duration.labels(...v)),
+      upstreamDuration: new LabelledChildren((v) => upstreamDuration.labels(...v)),
+    },
     inFlight: new Gauge({
       name: 'sluice_requests_in_flight',
       help: 'Requests being handled now.',
-      registers,
-    }),
-    upstreamDuration: new Histogram({
-      name: 'sluice_upstream_duration_seconds',
-      help: 'Upstream call time until the answer was complete, by deployment and outcome (ok or error code).',
-      labelNames: ['deployment', 'outcome'],
-      buckets: LATENCY_BUCKETS,
       registers,
     }),
     tokens: new Counter({
@@ -101,4 +115,28 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       registers,
     }),
   };
+}
+
+/**
+ * Children of a labelled metric, cached by their label values: prom-client hashes the label
+ * object on every inc()/observe(), which showed in per-request profiles. Label values are
+ * bounded (see the module comment), so the cache is too.
+ */
+export class LabelledChildren<C> {
+  readonly #make: (values: string[]) => C;
+  readonly #cache = new Map<string, C>();
+
+  constructor(make: (values: string[]) => C) {
+    this.#make = make;
+  }
+
+  get(...values: string[]): C {
+    const key = values.join('\u0000');
+    let child = this.#cache.get(key);
+    if (child === undefined) {
+      child = this.#make(values);
+      this.#cache.set(key, child);
+    }
+    return child;
+  }
 }

@@ -60,36 +60,56 @@ export async function callUpstream(
 
 /**
  * Reads a whole body into memory, refusing to hold more than `limit` bytes. With `truncate`, the
- * first `limit` bytes are kept and the rest is discarded instead of failing.
+ * first `limit` bytes are kept and the rest is discarded instead of failing. Event-based rather
+ * than `for await`, which costs an async iterator and a promise per chunk.
  */
-export async function readBounded(
+export function readBounded(
   body: Readable,
   limit: number,
   deploymentId: string,
   signal: AbortSignal,
   truncate = false,
 ): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      body.removeListener('data', onData);
+      body.removeListener('end', onEnd);
+      body.removeListener('error', onError);
+    };
+    const finish = () => {
+      done();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, Math.min(size, limit)));
+    };
+    const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) {
-        if (truncate) {
-          chunks.push(chunk.subarray(0, chunk.length - (size - limit)));
-          body.destroy();
-          break;
-        }
+      if (size <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      if (truncate) {
+        chunks.push(chunk.subarray(0, chunk.length - (size - limit)));
         body.destroy();
-        throw new SluiceError(
+        finish();
+        return;
+      }
+      done();
+      body.destroy();
+      reject(
+        new SluiceError(
           'upstream_bad_response',
           `The provider's response is larger than this gateway holds (${limit} bytes; deployment ${deploymentId})`,
-        );
-      }
-      chunks.push(chunk);
-    }
-  } catch (err) {
-    throw classifyUpstreamError(err, deploymentId, signal);
-  }
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, Math.min(size, limit));
+        ),
+      );
+    };
+    const onEnd = finish;
+    const onError = (err: unknown) => {
+      done();
+      reject(classifyUpstreamError(err, deploymentId, signal));
+    };
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onError);
+  });
 }

@@ -60,13 +60,10 @@ async function forward(
   const controller = new AbortController();
   const deadlineTimer = setTimeout(() => controller.abort(new UpstreamAbort('total_timeout')), budgetMs);
   // A client that goes away aborts the upstream call at once, whatever phase it is in.
-  const onClose = () => {
-    if (!reply.raw.writableFinished) controller.abort(new UpstreamAbort('client_closed_request'));
-  };
-  reply.raw.once('close', onClose);
+  ctx.onClientGone = () => controller.abort(new UpstreamAbort('client_closed_request'));
   const cleanup = () => {
     clearTimeout(deadlineTimer);
-    reply.raw.removeListener('close', onClose);
+    ctx.onClientGone = undefined;
   };
 
   let answer: Answer;
