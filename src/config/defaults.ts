@@ -34,7 +34,7 @@ export const DEFAULTS = Object.freeze({
   deployment: Object.freeze({ weight: 1 }),
   retry: Object.freeze({
     /** First attempt included. */
-    maxAttempts: 3,
+    maxAttempts: 4,
     /** Full-jitter backoff: the nth retry waits uniform [0, min(maxDelayMs, baseDelayMs * 2^(n-1))]. */
     baseDelayMs: 100,
     maxDelayMs: 2_000,

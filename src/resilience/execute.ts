@@ -84,13 +84,15 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
   let contextFallbackUsed = false;
   const tried = new Set<string>();
   let retryOn: Deployment | undefined;
+  let lastFailed: Deployment | undefined;
   let lastError: SluiceError | undefined;
 
   for (;;) {
     const next =
       retryOn && deps.health.get(retryOn.id).breaker.admits()
         ? { deployment: retryOn, group: groupOf(groups, retryOn) }
-        : pick(groups, tried, deps.health, random);
+        : (pick(groups, tried, deps.health, random) ??
+          (lastFailed ? pickAgain(groups, lastFailed, deps.health, random) : undefined));
     retryOn = undefined;
     if (!next) throw lastError ?? allUnavailable(req.model, groups, deps.health);
     const { deployment, group } = next;
@@ -118,6 +120,7 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
       }
       const error = err as SluiceError;
       lastError = error;
+      lastFailed = deployment;
       const failure = classifyFailure(error);
       deps.metrics.attemptFailures.inc({ deployment: deployment.id, class: failure });
       if (req.signal.aborted) throw classifyUpstreamError(err, deployment.id, req.signal);
@@ -249,6 +252,29 @@ async function attempt(
 
 function groupOf(groups: readonly ModelRoute[], deployment: Deployment): ModelRoute {
   return groups.find((g) => g.deployments.includes(deployment)) ?? groups[0]!;
+}
+
+/**
+ * Once every deployment was tried: any that admits traffic again, preferring one other than the
+ * deployment that just failed (a retry should not go back to a dead region when a live one exists).
+ */
+function pickAgain(
+  groups: readonly ModelRoute[],
+  lastFailed: Deployment,
+  health: HealthRegistry,
+  random: () => number,
+): { deployment: Deployment; group: ModelRoute } | undefined {
+  let failedGroup: ModelRoute | undefined;
+  for (const group of groups) {
+    const candidates = group.deployments.filter((d) => d !== lastFailed && health.get(d.id).breaker.admits());
+    if (candidates.length > 0) {
+      return { deployment: pickTwoChoices(candidates, (d) => health.get(d.id).outstanding, random), group };
+    }
+    if (group.deployments.includes(lastFailed)) failedGroup = group;
+  }
+  return failedGroup && health.get(lastFailed.id).breaker.admits()
+    ? { deployment: lastFailed, group: failedGroup }
+    : undefined;
 }
 
 /** The next deployment to try: the first model group with an untried deployment whose breaker admits. */

@@ -25,6 +25,7 @@ export interface RetryInput {
 
 export type RetryDecision =
   | { retry: false; reason: 'permanent' | 'final' | 'attempts' | 'deadline' }
+  /** sameDeployment: wait and go back to the deployment that failed (its Retry-After said when). */
   | { retry: true; delayMs: number; sameDeployment: boolean };
 
 export function decideRetry(
@@ -48,5 +49,6 @@ export function decideRetry(
 
   const delayMs = fullJitterDelayMs(input.attempts - 1, settings.baseDelayMs, settings.maxDelayMs, random);
   if (delayMs >= input.remainingMs) return { retry: false, reason: 'deadline' };
-  return { retry: true, delayMs, sameDeployment: !input.hasUntried };
+  // Not pinned to the failed deployment: the caller picks an untried one, else any healthy one.
+  return { retry: true, delayMs, sameDeployment: false };
 }

@@ -35,7 +35,8 @@ function config(fake: FakeProvider): Record<string, unknown> {
   const models = Object.fromEntries(
     Object.keys(providers).map((name) => [name, { deployments: [{ provider: name }] }]),
   );
-  return { providers, models, tenants: { acme: { keys: [hashKey(TENANT_KEY)] } } };
+  // One attempt: these tests are about how each failure is reported; retries are tested elsewhere.
+  return { providers, models, tenants: { acme: { keys: [hashKey(TENANT_KEY)] } }, retry: { maxAttempts: 1 } };
 }
 
 describe('upstream errors', () => {

@@ -96,9 +96,11 @@ describe('decideRetry', () => {
     assert.equal(at(1, 0).delayMs, 0);
     assert.equal(decideRetry(input({ attempts: 2, remainingMs: 50 }), SETTINGS, () => 0.9).retry, false);
   });
-  it('prefers an untried deployment for the retry', () => {
-    const d = decideRetry(input({ failure: 'transient', hasUntried: true }), SETTINGS, () => 0.5);
-    assert.equal(d.retry && d.sameDeployment, false);
+  it('a backoff retry is not pinned to the deployment that failed', () => {
+    for (const hasUntried of [true, false]) {
+      const d = decideRetry(input({ failure: 'transient', hasUntried }), SETTINGS, () => 0.5);
+      assert.equal(d.retry && d.sameDeployment, false);
+    }
   });
 });
 
