@@ -6,6 +6,7 @@
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
+  type FastifyReply,
   type FastifyRequest,
   LogController,
 } from 'fastify';
@@ -104,7 +105,12 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     ),
   );
 
-  app.addHook('onRequest', async (request, reply) => {
+  // A callback hook, not an async one: it runs on every request and needs no promise.
+  app.addHook('onRequest', (request, reply, done) => {
+    done(startRequest(request, reply));
+  });
+
+  function startRequest(request: FastifyRequest, reply: FastifyReply): SluiceError | undefined {
     const ctx: RequestContext = {
       startedAt: performance.now(),
       runtime,
@@ -129,23 +135,21 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       finish(request, reply.raw.statusCode, completed);
     });
     const routeConfig = request.routeOptions.config;
-    if (routeConfig.admin) {
-      authenticateAdmin(request, runtime);
-      return;
-    }
-    if (!routeConfig.auth) return;
-    if (draining) throw new SluiceError('shutting_down', 'This gateway instance is shutting down; retry.');
+    if (routeConfig.admin) return authenticateAdmin(request, runtime);
+    if (!routeConfig.auth) return undefined;
+    if (draining) return new SluiceError('shutting_down', 'This gateway instance is shutting down; retry.');
     const key = bearerToken(request.headers.authorization);
     if (key === undefined) {
-      throw new SluiceError(
+      return new SluiceError(
         'missing_api_key',
         'Missing API key: send Authorization: Bearer <your Sluice key>.',
       );
     }
     const tenant = runtime.tenants.lookup(key);
-    if (tenant === undefined) throw new SluiceError('invalid_api_key', 'Incorrect API key provided.');
+    if (tenant === undefined) return new SluiceError('invalid_api_key', 'Incorrect API key provided.');
     ctx.tenant = tenant;
-  });
+    return undefined;
+  }
 
   function finish(request: FastifyRequest, status: number, completed: boolean): void {
     const ctx = request.sluice;
@@ -243,13 +247,15 @@ function breakerCountsAsFailure(countRateLimits: boolean): (err: unknown) => boo
 }
 
 /** Admin endpoints answer only to admin keys; with none configured they do not exist (404). */
-function authenticateAdmin(request: FastifyRequest, runtime: Runtime): void {
-  if (runtime.adminKeys.size === 0) throw new SluiceError('not_found', 'No such endpoint.');
+function authenticateAdmin(request: FastifyRequest, runtime: Runtime): SluiceError | undefined {
+  if (runtime.adminKeys.size === 0) return new SluiceError('not_found', 'No such endpoint.');
   const key = bearerToken(request.headers.authorization);
-  if (key === undefined)
-    throw new SluiceError('missing_api_key', 'Missing admin key: send Authorization: Bearer <admin key>.');
+  if (key === undefined) {
+    return new SluiceError('missing_api_key', 'Missing admin key: send Authorization: Bearer <admin key>.');
+  }
   if (!runtime.adminKeys.has(hashKey(key)))
-    throw new SluiceError('invalid_api_key', 'Incorrect admin key provided.');
+    return new SluiceError('invalid_api_key', 'Incorrect admin key provided.');
+  return undefined;
 }
 
 /** Pool settings per origin: providers sharing an origin share one pool sized for all of them. */
