@@ -62,7 +62,6 @@ export interface JsonAnswer extends Answered {
 export interface StreamAnswer extends Answered {
   readonly kind: 'stream';
   readonly body: Readable;
-  readonly chunks: AsyncIterator<Buffer>;
   readonly held: Buffer[];
   readonly tap: SseTap;
   /** The attempt's own signal (request signal plus the attempt's timers). */
@@ -226,15 +225,13 @@ async function attempt(
       };
     }
     const tap = new SseTap(!upstreamReq.clientWantsUsage);
-    const chunks = (res.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-    const held = await awaitFirstToken(chunks, tap, deployment.id, signal);
+    const held = await awaitFirstToken(res.body, tap, deployment.id, signal);
     clearTimeout(firstTokenTimer);
     return {
       kind: 'stream',
       deployment,
       servedModel,
       body: res.body,
-      chunks,
       held,
       tap,
       signal,

@@ -153,12 +153,11 @@ export function providerErrorFromResponse(
     );
   }
   provider ??= { message: `Provider returned HTTP ${status}`, type: null, param: null, code: null };
-  const retryAfter = retryAfterHeader === undefined ? undefined : Number(retryAfterHeader);
+  const retryAfterMs = parseRetryAfterMs(retryAfterHeader, retryAfterMsHeader);
   return new SluiceError('upstream_error', provider.message, {
     status,
     provider: { ...provider, type: provider.type ?? openAITypeFor(status) },
-    retryAfterSeconds:
-      retryAfter !== undefined && Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined,
+    retryAfterSeconds: retryAfterMs === undefined ? undefined : retryAfterMs / 1000,
   });
 }
 

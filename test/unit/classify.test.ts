@@ -71,6 +71,11 @@ describe('providerErrorFromResponse', () => {
     }
   });
 
+  it("prefers OpenAI's retry-after-ms to Retry-After", () => {
+    assert.equal(providerErrorFromResponse(429, '', '5', '250').retryAfterSeconds, 0.25);
+    assert.equal(providerErrorFromResponse(429, '', '5', undefined).retryAfterSeconds, 5);
+  });
+
   it('ignores a nonsense retry-after', () => {
     assert.equal(providerErrorFromResponse(503, '', 'soon').retryAfterSeconds, undefined);
   });

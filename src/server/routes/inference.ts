@@ -3,7 +3,7 @@
  * execute() find a deployment that answers (retries and fallbacks included), then relay the
  * answer: JSON whole, streams chunk by chunk.
  */
-import { Readable } from 'node:stream';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SluiceError } from '../../errors/sluice-error.ts';
 import type { Endpoint } from '../../providers/openai.ts';
@@ -95,32 +95,32 @@ async function forward(
   }
 
   ctx.firstByteMs = performance.now() - ctx.startedAt;
-  const relay = relaySse(
-    answer,
-    answer.deployment.id,
-    answer.deployment.timeouts.chunkGapTimeoutMs,
-    () => answer.abort(new UpstreamAbort('chunk_gap_timeout')),
-    {
-      onEnd(error) {
-        cleanup();
-        answer.finish(error);
-        ctx.usage = answer.tap.usage;
-        if (error) {
-          ctx.errorCode = error.code;
-          if (error.code !== 'client_closed_request') {
-            ctx.truncated = true;
-            deps.metrics.streamsTruncated.inc({ deployment: answer.deployment.id, code: error.code });
-          }
+  // The stream is written straight to the socket (no Readable wrapper and pipe in between).
+  reply.hijack();
+  reply.raw.writeHead(200, {
+    ...(reply.getHeaders() as OutgoingHttpHeaders),
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    'x-accel-buffering': 'no',
+  });
+  relaySse(answer, reply.raw, {
+    deploymentId: answer.deployment.id,
+    chunkGapTimeoutMs: answer.deployment.timeouts.chunkGapTimeoutMs,
+    onChunkGap: () => answer.abort(new UpstreamAbort('chunk_gap_timeout')),
+    onEnd(error) {
+      cleanup();
+      answer.finish(error);
+      ctx.usage = answer.tap.usage;
+      if (error) {
+        ctx.errorCode = error.code;
+        if (error.code !== 'client_closed_request') {
+          ctx.truncated = true;
+          deps.metrics.streamsTruncated.inc({ deployment: answer.deployment.id, code: error.code });
         }
-      },
+      }
     },
-  );
-  reply
-    .code(200)
-    .header('content-type', 'text/event-stream; charset=utf-8')
-    .header('cache-control', 'no-cache')
-    .header('x-accel-buffering', 'no');
-  return reply.send(Readable.from(relay, { objectMode: false, highWaterMark: 16 * 1024 }));
+  });
+  return reply;
 }
 
 function setOutcomeHeaders(reply: FastifyReply, ctx: FastifyRequest['sluice']): void {
