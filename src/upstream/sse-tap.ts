@@ -57,14 +57,16 @@ export class SseTap {
   #inspect(events: Buffer): Buffer | undefined {
     this.events += countBoundaries(events);
     if (!this.firstTokenSeen && FIRST_TOKEN.test(events.toString('utf8'))) this.firstTokenSeen = true;
-    if (!this.sawDone && events.includes('[DONE]')) this.sawDone = true;
-    if (!events.includes('"usage"')) return events;
+    // [DONE] is the last event: look at the tail only.
+    if (!this.sawDone && events.includes('[DONE]', Math.max(0, events.length - 16))) this.sawDone = true;
+    // With include_usage every chunk carries "usage":null; only a usage object needs the slow path.
+    if (!events.includes('"usage":{') && !events.includes('"usage": {')) return events;
     const text = events.toString('utf8');
     const parts = text.split(BOUNDARY);
     let dropped = false;
     for (let i = 0; i < parts.length; i++) {
       const part = parts[i]!;
-      if (!part.includes('"usage"')) continue;
+      if (!part.includes('"usage":{') && !part.includes('"usage": {')) continue;
       const usage = extractUsage(part);
       if (!usage) continue;
       this.usage = usage;
