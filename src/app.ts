@@ -12,7 +12,13 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import { bearerToken, hashKey } from './auth/keys.ts';
+import type { Config } from './config/schema.ts';
 import { SluiceError } from './errors/sluice-error.ts';
+import { createLimiter } from './limits/create.ts';
+import type { Limiter } from './limits/limiter.ts';
+import { startLoadSampler } from './limits/load-sampler.ts';
+import { PRIORITY_HEADER, requestPriority } from './limits/priority.ts';
+import { WorkerShedder, type WorkerShedderSettings } from './limits/worker-shedder.ts';
 import { classifyFailure } from './resilience/failure-class.ts';
 import { HealthRegistry } from './resilience/health.ts';
 import type { Runtime } from './runtime.ts';
@@ -35,6 +41,8 @@ export interface AppDeps {
   metrics?: Metrics;
   pools?: UpstreamPools;
   readinessChecks?: ReadinessCheck[];
+  /** Defaults to one built from the config (Redis when limits.redis.url is set). */
+  limiter?: Limiter;
 }
 
 export interface Gateway {
@@ -42,6 +50,8 @@ export interface Gateway {
   readonly metrics: Metrics;
   readonly pools: UpstreamPools;
   readonly health: HealthRegistry;
+  readonly limiter: Limiter;
+  readonly shedder: WorkerShedder;
   /** The config snapshot new requests get. */
   current(): Runtime;
   /** Swap in a new compiled config; requests already running keep theirs. */
@@ -64,6 +74,40 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     metrics.breakerState.set({ deployment }, BREAKER_STATE_VALUE[state]),
   );
   health.reconcile(runtime);
+  const limiter = deps.limiter ?? createLimiter(runtime.config, { metrics, log: deps.logger });
+  limiter.start(runtime);
+  const shedder = new WorkerShedder(shedderSettings(runtime.config));
+  let sampler: { stop(): void } | undefined;
+  let samplerInterval = 0;
+  const configureSampler = (config: Config) => {
+    const worker = config.limits.worker;
+    const interval = worker.enabled ? worker.sampleIntervalMs : 0;
+    if (interval === samplerInterval) return;
+    sampler?.stop();
+    sampler = undefined;
+    samplerInterval = interval;
+    if (interval === 0) {
+      shedder.reset();
+      metrics.workerShedLevel.set(0);
+      return;
+    }
+    sampler = startLoadSampler(interval, (sample) => {
+      const before = shedder.level;
+      const level = shedder.observe(sample);
+      metrics.workerShedLevel.set(level);
+      metrics.eventLoopDelay.set(sample.eventLoopDelayMs / 1000);
+      metrics.eventLoopUtilization.set(sample.utilization);
+      if (level !== before) {
+        deps.logger.warn(
+          { level, from: before, eventLoopDelayMs: sample.eventLoopDelayMs, utilization: sample.utilization },
+          level > before
+            ? 'worker shedder: shedding one more priority class'
+            : 'worker shedder: shedding one class fewer',
+        );
+      }
+    });
+  };
+  configureSampler(runtime.config);
 
   const server = initial.config.server;
   const app = Fastify({
@@ -115,6 +159,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       startedAt: performance.now(),
       runtime,
       tenant: undefined,
+      priority: 'standard',
       model: undefined,
       deployment: undefined,
       attempts: 0,
@@ -124,6 +169,9 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       errorCode: undefined,
       firstByteMs: undefined,
       truncated: false,
+      admission: undefined,
+      outboundCharges: undefined,
+      finished: false,
       onClientGone: undefined,
     };
     request.sluice = ctx;
@@ -148,12 +196,30 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     const tenant = runtime.tenants.lookup(key);
     if (tenant === undefined) return new SluiceError('invalid_api_key', 'Incorrect API key provided.');
     ctx.tenant = tenant;
+    try {
+      ctx.priority = requestPriority(tenant.priority, request.headers[PRIORITY_HEADER]);
+    } catch (err) {
+      return err as SluiceError;
+    }
+    // Layer 1, the worker shedder: the cheapest refusal, before the body is even read.
+    if (runtime.config.limits.worker.enabled && !shedder.admits(ctx.priority)) {
+      metrics.hot.limiterDecisions.get('worker', 'refused').inc();
+      return new SluiceError(
+        'server_overloaded',
+        `This gateway instance is overloaded and is shedding ${ctx.priority} traffic; retry shortly.`,
+        { retryAfterSeconds: runtime.config.limits.worker.retryAfterSeconds },
+      );
+    }
     return undefined;
   }
 
   function finish(request: FastifyRequest, status: number, completed: boolean): void {
     const ctx = request.sluice;
+    ctx.finished = true;
     metrics.inFlight.dec();
+    if (ctx.admission !== undefined || ctx.outboundCharges !== undefined) {
+      limiter.settle(ctx.admission, ctx.outboundCharges, ctx.usage, completed && status < 400);
+    }
     const durationMs = performance.now() - ctx.startedAt;
     if (!completed && ctx.errorCode === undefined) ctx.errorCode = 'client_closed_request';
     const route = request.routeOptions.url ?? 'unmatched';
@@ -194,7 +260,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
   registerModelsRoute(app);
-  registerInferenceRoutes(app, { pools, health, metrics });
+  registerInferenceRoutes(app, { pools, health, metrics, limiter });
   registerAdminRoutes(app, health);
   await registerPassthrough(app, pools, () => runtime);
 
@@ -203,10 +269,15 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     metrics,
     pools,
     health,
+    limiter,
+    shedder,
     current: () => runtime,
     apply(next: Runtime) {
       pools.configure(originSettings(next));
       health.reconcile(next);
+      limiter.apply(next);
+      shedder.configure(shedderSettings(next.config));
+      configureSampler(next.config);
       runtime = next;
     },
     startDraining() {
@@ -228,10 +299,22 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       } finally {
         clearInterval(sweeper);
         clearTimeout(timer);
+        sampler?.stop();
         health.shutdown();
-        await pools.close();
+        await Promise.all([pools.close(), limiter.close()]);
       }
     },
+  };
+}
+
+function shedderSettings(config: Config): WorkerShedderSettings {
+  const w = config.limits.worker;
+  return {
+    maxEventLoopDelayMs: w.maxEventLoopDelayMs,
+    maxUtilization: w.maxUtilization,
+    escalateAfterSamples: w.escalateAfterSamples,
+    recoverAfterSamples: w.recoverAfterSamples,
+    recoverRatio: w.recoverRatio,
   };
 }
 

@@ -56,6 +56,45 @@ export const DEFAULTS = Object.freeze({
     countRateLimits: false,
   }),
   tenant: Object.freeze({ priority: 'standard' as const }),
+  limits: Object.freeze({
+    redis: Object.freeze({
+      /** Every key Sluice writes starts with this, so several gateways can share one Redis. */
+      keyPrefix: 'sluice',
+      /** A limiter command slower than this counts as a Redis failure (the request never waits longer). */
+      commandTimeoutMs: 100,
+      /** Redis unreachable: 'open' = enforce each instance's share locally; 'closed' = refuse with 503. */
+      failureMode: 'open' as const,
+      /** Redis breaker: after this many failed commands in a row, stop trying Redis... */
+      failuresToOpen: 3,
+      /** ...for this long, then probe it again. */
+      cooldownMs: 2_000,
+    }),
+    /** A concurrency lease not renewed for this long is gone (its instance died). */
+    leaseTtlMs: 30_000,
+    tokenEstimate: Object.freeze({
+      /** Prompt tokens are estimated as characters / charsPerToken (rounded up). */
+      charsPerToken: 4,
+      /** Completion tokens assumed when the request sets no max_tokens / max_completion_tokens. */
+      defaultMaxTokens: 1_024,
+    }),
+    worker: Object.freeze({
+      enabled: true,
+      /** Overloaded when the p99 event-loop delay over one sample passes this... */
+      maxEventLoopDelayMs: 200,
+      /** ...or the event loop was busy more than this share of the sample. */
+      maxUtilization: 0.98,
+      sampleIntervalMs: 500,
+      /** Consecutive overloaded samples before one more priority class is shed. */
+      escalateAfterSamples: 3,
+      /** Consecutive calm samples before one class fewer is shed. */
+      recoverAfterSamples: 6,
+      /** Calm = both signals under this share of their threshold; in between, nothing changes. */
+      recoverRatio: 0.7,
+      retryAfterSeconds: 2,
+    }),
+    /** Share of a model's fleet-wide maxInFlight each priority may use; the rest is kept for higher ones. */
+    fleetShares: Object.freeze({ batch: 0.5, standard: 0.8, critical: 1 }),
+  }),
   /** How long after the last file-system event the config file is re-read. */
   reloadDebounceMs: 200,
 });

@@ -73,11 +73,21 @@ export function validateConfig(raw: unknown, env: Env): Config {
   doc.logging ??= {};
   doc.retry ??= {};
   doc.breaker ??= {};
+  doc.limits ??= {};
+  materialise(doc.limits, ['redis', 'tokenEstimate', 'worker', 'fleet']);
+  materialise((doc.limits as Record<string, unknown>).fleet, ['shares']);
   if (!validate(doc)) throw fromAjvError(validate.errors![0]!);
   const config = doc as unknown as Config;
   config.timeouts = { ...DEFAULTS.timeouts, ...config.timeouts };
   checkReferences(config);
   return deepFreeze(config);
+}
+
+/** Adds the named sub-sections (empty) to a mapping, so ajv fills their defaults. */
+function materialise(section: unknown, keys: readonly string[]): void {
+  if (section === null || typeof section !== 'object' || Array.isArray(section)) return;
+  const record = section as Record<string, unknown>;
+  for (const key of keys) record[key] ??= {};
 }
 
 function checkReferences(config: Config): void {
@@ -132,6 +142,7 @@ function checkReferences(config: Config): void {
   if (config.passthrough && !config.providers[config.passthrough.provider]) {
     throw new ConfigError('passthrough.provider', `unknown provider "${config.passthrough.provider}"`);
   }
+  checkLimits(config);
   const owners = new Map<string, string>();
   for (const [name, tenant] of Object.entries(config.tenants)) {
     tenant.keys.forEach((key, i) => {
@@ -145,6 +156,28 @@ function checkReferences(config: Config): void {
       owners.set(key, name);
     });
   }
+}
+
+function checkLimits(config: Config): void {
+  const { limits } = config;
+  const knownModel = (name: string, at: string) => {
+    if (!config.models[name]) throw new ConfigError(at, `unknown model "${name}"`);
+  };
+  for (const [name, tenant] of Object.entries(limits.tenants ?? {})) {
+    const at = joinPath('limits.tenants', name);
+    if (!config.tenants[name]) throw new ConfigError(at, `unknown tenant "${name}"`);
+    for (const model of Object.keys(tenant.models ?? {})) knownModel(model, joinPath(`${at}.models`, model));
+  }
+  for (const name of Object.keys(limits.providers ?? {})) {
+    if (!config.providers[name])
+      throw new ConfigError(joinPath('limits.providers', name), `unknown provider "${name}"`);
+  }
+  for (const model of Object.keys(limits.fleet.models ?? {})) {
+    knownModel(model, joinPath('limits.fleet.models', model));
+  }
+  const { batch, standard, critical } = limits.fleet.shares;
+  if (batch > standard) throw new ConfigError('limits.fleet.shares.batch', 'must not exceed standard');
+  if (standard > critical) throw new ConfigError('limits.fleet.shares.standard', 'must not exceed critical');
 }
 
 /** Narrowest wins: model over provider over the top-level section over the built-in defaults. */

@@ -152,6 +152,168 @@ export const TenantSchema = closed({
   priority: StringEnum(PRIORITIES, { default: DEFAULTS.tenant.priority }),
 });
 
+const Shadow = Type.Boolean({
+  default: false,
+  description: 'Evaluate and report (metrics, log) but do not enforce: to dark-launch a limit.',
+});
+
+export const BucketSchema = closed(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 1e12, description: 'Refill amount per `per`.' }),
+    per: StringEnum(['second', 'minute', 'hour', 'day'] as const),
+    burst: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1e12,
+        description: 'Bucket size: the most that can be spent at once. Defaults to `limit`.',
+      }),
+    ),
+    shadow: Shadow,
+  },
+  'A token bucket: refills `limit` per `per`, holds at most `burst`.',
+);
+
+const RateLimitsSchema = {
+  requests: Type.Optional(BucketSchema),
+  tokens: Type.Optional(BucketSchema),
+};
+
+export const TenantLimitsSchema = closed({
+  ...RateLimitsSchema,
+  concurrency: Type.Optional(
+    closed(
+      { max: Type.Integer({ minimum: 1, maximum: 1_000_000 }), shadow: Shadow },
+      'Requests of this tenant in flight at once, across all instances.',
+    ),
+  ),
+  models: Type.Optional(
+    Type.Record(ModelName, closed(RateLimitsSchema), {
+      additionalProperties: false,
+      description: 'Buckets for this tenant on one model, on top of the tenant-wide ones.',
+    }),
+  ),
+  failureMode: Type.Optional(
+    StringEnum(['open', 'closed'] as const, { description: 'Overrides limits.redis.failureMode.' }),
+  ),
+});
+
+const Share = (def: number) => Type.Number({ exclusiveMinimum: 0, maximum: 1, default: def });
+
+export const LimitsSchema = closed({
+  redis: Type.Optional(
+    closed({
+      url: Type.Optional(
+        Type.String({
+          pattern: '^(rediss?://.+|.*\\$\\{.*)?$',
+          description:
+            'redis:// or rediss:// URL; empty or absent = in-memory limits (one instance). Usually ${REDIS_URL:-}.',
+        }),
+      ),
+      keyPrefix: Type.String({
+        pattern: '^[A-Za-z0-9._:-]{1,64}$',
+        default: DEFAULTS.limits.redis.keyPrefix,
+      }),
+      commandTimeoutMs: Type.Integer({
+        minimum: 1,
+        maximum: 10_000,
+        default: DEFAULTS.limits.redis.commandTimeoutMs,
+      }),
+      failureMode: StringEnum(['open', 'closed'] as const, { default: DEFAULTS.limits.redis.failureMode }),
+      failuresToOpen: Type.Integer({
+        minimum: 1,
+        maximum: 1000,
+        default: DEFAULTS.limits.redis.failuresToOpen,
+      }),
+      cooldownMs: Type.Integer({ minimum: 100, maximum: 600_000, default: DEFAULTS.limits.redis.cooldownMs }),
+    }),
+  ),
+  leaseTtlMs: Type.Integer({ minimum: 500, maximum: 3_600_000, default: DEFAULTS.limits.leaseTtlMs }),
+  tokenEstimate: Type.Optional(
+    closed({
+      charsPerToken: Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 100,
+        default: DEFAULTS.limits.tokenEstimate.charsPerToken,
+      }),
+      defaultMaxTokens: Type.Integer({
+        minimum: 0,
+        maximum: 10_000_000,
+        default: DEFAULTS.limits.tokenEstimate.defaultMaxTokens,
+      }),
+    }),
+  ),
+  worker: Type.Optional(
+    closed({
+      enabled: Type.Boolean({ default: DEFAULTS.limits.worker.enabled }),
+      maxEventLoopDelayMs: Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 60_000,
+        default: DEFAULTS.limits.worker.maxEventLoopDelayMs,
+      }),
+      maxUtilization: Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 1,
+        default: DEFAULTS.limits.worker.maxUtilization,
+      }),
+      sampleIntervalMs: Type.Integer({
+        minimum: 20,
+        maximum: 60_000,
+        default: DEFAULTS.limits.worker.sampleIntervalMs,
+      }),
+      escalateAfterSamples: Type.Integer({
+        minimum: 1,
+        maximum: 1000,
+        default: DEFAULTS.limits.worker.escalateAfterSamples,
+      }),
+      recoverAfterSamples: Type.Integer({
+        minimum: 1,
+        maximum: 1000,
+        default: DEFAULTS.limits.worker.recoverAfterSamples,
+      }),
+      recoverRatio: Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 1,
+        default: DEFAULTS.limits.worker.recoverRatio,
+      }),
+      retryAfterSeconds: Type.Integer({
+        minimum: 1,
+        maximum: 3600,
+        default: DEFAULTS.limits.worker.retryAfterSeconds,
+      }),
+    }),
+  ),
+  fleet: Type.Optional(
+    closed({
+      shares: Type.Optional(
+        closed(
+          {
+            batch: Share(DEFAULTS.limits.fleetShares.batch),
+            standard: Share(DEFAULTS.limits.fleetShares.standard),
+            critical: Share(DEFAULTS.limits.fleetShares.critical),
+          },
+          "Share of each model's maxInFlight a priority may fill; must be batch <= standard <= critical.",
+        ),
+      ),
+      models: Type.Optional(
+        Type.Record(
+          ModelName,
+          closed({ maxInFlight: Type.Integer({ minimum: 1, maximum: 10_000_000 }), shadow: Shadow }),
+          {
+            additionalProperties: false,
+            description: 'Fleet-wide in-flight capacity of a model, all instances and tenants together.',
+          },
+        ),
+      ),
+    }),
+  ),
+  tenants: Type.Optional(NamedMap(TenantLimitsSchema)),
+  providers: Type.Optional(
+    NamedMap(closed(RateLimitsSchema), {
+      description: "Outbound budgets: stay inside each provider key's own RPM/TPM.",
+    }),
+  ),
+});
+
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
@@ -200,6 +362,7 @@ export const ConfigSchema = Type.Object(
       additionalProperties: false,
     }),
     tenants: NamedMap(TenantSchema, { minProperties: 1 }),
+    limits: Type.Optional(LimitsSchema),
     passthrough: Type.Optional(
       closed(
         { provider: Name },
@@ -216,9 +379,24 @@ export type ModelConfig = Static<typeof ModelSchema>;
 export type TenantConfig = Static<typeof TenantSchema>;
 export type TimeoutsConfig = Static<typeof TimeoutsSchema>;
 export type Timeouts = Required<TimeoutsConfig>;
+export type BucketConfig = Static<typeof BucketSchema>;
+export type TenantLimitsConfig = Static<typeof TenantLimitsSchema>;
+type LimitsInput = Static<typeof LimitsSchema>;
+
+/** The limits section with every defaulted sub-section present. */
+export type LimitsConfig = Omit<LimitsInput, 'redis' | 'tokenEstimate' | 'worker' | 'fleet'> & {
+  redis: Required<Omit<NonNullable<LimitsInput['redis']>, 'url'>> & { url?: string };
+  tokenEstimate: Required<NonNullable<LimitsInput['tokenEstimate']>>;
+  worker: Required<NonNullable<LimitsInput['worker']>>;
+  fleet: {
+    shares: Required<NonNullable<NonNullable<LimitsInput['fleet']>['shares']>>;
+    models?: NonNullable<LimitsInput['fleet']>['models'];
+  };
+};
 
 /** The validated config: every section present, every default filled in, deep-frozen. */
-export type Config = Omit<ConfigInput, 'server' | 'logging' | 'timeouts' | 'retry' | 'breaker'> & {
+export type Config = Omit<ConfigInput, 'server' | 'logging' | 'timeouts' | 'retry' | 'breaker' | 'limits'> & {
+  limits: LimitsConfig;
   server: Required<NonNullable<ConfigInput['server']>>;
   logging: Required<NonNullable<ConfigInput['logging']>>;
   timeouts: Timeouts;

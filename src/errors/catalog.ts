@@ -38,6 +38,21 @@ export const ERROR_CATALOG = {
     type: 'invalid_request_error',
     doc: 'The body is not `application/json`.',
   },
+  rate_limit_exceeded: {
+    status: 429,
+    type: 'requests',
+    doc: "The tenant's request or token bucket (tenant-wide or for this model) is empty; `retry-after` says when it can pay for this request, the `x-ratelimit-*` headers say which.",
+  },
+  tokens_exceed_limit: {
+    status: 429,
+    type: 'tokens',
+    doc: "The request's estimated tokens (prompt + `max_tokens`) are more than the tenant's token bucket can ever hold; lower `max_tokens` or raise the bucket's `burst`.",
+  },
+  concurrency_limit_exceeded: {
+    status: 429,
+    type: 'requests',
+    doc: 'The tenant already has `limits.tenants.<name>.concurrency.max` requests in flight across the fleet.',
+  },
   upstream_error: {
     status: 502,
     type: 'api_error',
@@ -88,6 +103,26 @@ export const ERROR_CATALOG = {
     status: 503,
     type: 'api_error',
     doc: 'Every deployment of the model and of its fallbacks has an open circuit breaker; `retry-after` says when the first one will let a probe through.',
+  },
+  server_overloaded: {
+    status: 503,
+    type: 'api_error',
+    doc: "This instance's event loop is saturated and it is shedding this request's priority class (batch first, critical last).",
+  },
+  capacity_exceeded: {
+    status: 503,
+    type: 'api_error',
+    doc: "The model's fleet-wide in-flight capacity for this priority class is in use (`limits.fleet`); higher priorities still have room.",
+  },
+  provider_budget_exhausted: {
+    status: 503,
+    type: 'api_error',
+    doc: "Every deployment that could serve the request is out of its provider's outbound budget (`limits.providers`); `retry-after` says when one refills.",
+  },
+  limiter_unavailable: {
+    status: 503,
+    type: 'api_error',
+    doc: 'Redis is unreachable and the tenant is set to fail closed (`failureMode: closed`).',
   },
   shutting_down: {
     status: 503,

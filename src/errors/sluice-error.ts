@@ -15,6 +15,8 @@ export interface SluiceErrorOptions {
   /** The provider's own error, rendered instead of ours when present. */
   provider?: ProviderErrorBody;
   retryAfterSeconds?: number;
+  /** OpenAI error type when it differs from the catalog's (a 429 on tokens says `tokens`). */
+  type?: string;
   cause?: unknown;
 }
 
@@ -36,7 +38,7 @@ export class SluiceError extends Error {
     const entry = ERROR_CATALOG[code];
     this.code = code;
     this.status = options.status ?? entry.status;
-    this.type = entry.type;
+    this.type = options.type ?? entry.type;
     this.param = options.param ?? null;
     this.provider = options.provider;
     this.retryAfterSeconds = options.retryAfterSeconds;

@@ -11,9 +11,10 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SluiceError } from '../errors/sluice-error.ts';
+import type { Charge, OutboundResult } from '../limits/limiter.ts';
 import { buildUpstreamRequest, type Endpoint } from '../providers/openai.ts';
 import { pickTwoChoices } from '../routing/select.ts';
-import type { Deployment, ModelRoute, Runtime } from '../runtime.ts';
+import type { Deployment, ModelRoute, ProviderRuntime, Runtime } from '../runtime.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { callUpstream, readBounded } from '../upstream/call.ts';
 import { classifyUpstreamError, UpstreamAbort } from '../upstream/classify.ts';
@@ -44,7 +45,25 @@ export interface ExecuteRequest {
   /** Aborted when the client goes away or the deadline passes. */
   readonly signal: AbortSignal;
   /** Updated as attempts are made, so an error response and the log line can say what happened. */
-  readonly progress: { attempts: number; deployment: string | undefined; fallback: string | undefined };
+  readonly progress: {
+    attempts: number;
+    deployment: string | undefined;
+    fallback: string | undefined;
+    /** The outbound budget charges of the attempt that answered, settled when the request ends. */
+    outboundCharges: readonly Charge[] | undefined;
+  };
+  /** Provider outbound budgets (limits.providers), when any is configured. */
+  readonly outbound?: OutboundGate | undefined;
+}
+
+/** A request's view of the providers' outbound budgets. */
+export interface OutboundGate {
+  /** Known to be spent now: the deployment counts as unavailable. */
+  spent(provider: ProviderRuntime): boolean;
+  /** Takes this request's share before an attempt. */
+  take(provider: ProviderRuntime): Promise<OutboundResult>;
+  /** Gives back the charges of an attempt that failed. */
+  refund(charges: readonly Charge[]): void;
 }
 
 interface Answered {
@@ -86,21 +105,44 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
   let lastFailed: Deployment | undefined;
   let lastError: SluiceError | undefined;
 
+  const outbound = req.outbound;
+  // Usable now: its breaker admits traffic and its provider's outbound budget is not spent.
+  const usable: Usable = outbound
+    ? (d) => deps.health.get(d.id).breaker.admits() && !outbound.spent(d.provider)
+    : (d) => deps.health.get(d.id).breaker.admits();
+  const load = (d: Deployment) => deps.health.get(d.id).outstanding;
+  let budgetRetryMs = Number.POSITIVE_INFINITY;
+
   for (;;) {
     const next =
-      retryOn && deps.health.get(retryOn.id).breaker.admits()
+      retryOn && usable(retryOn)
         ? { deployment: retryOn, group: groupOf(groups, retryOn) }
-        : (pick(groups, tried, deps.health, random) ??
-          (lastFailed ? pickAgain(groups, lastFailed, deps.health, random) : undefined));
+        : (pick(groups, tried, usable, load, random) ??
+          (lastFailed ? pickAgain(groups, lastFailed, usable, load, random) : undefined));
     retryOn = undefined;
-    if (!next) throw lastError ?? allUnavailable(req.model, groups, deps.health);
+    if (!next) {
+      if (lastError) throw lastError;
+      if (Number.isFinite(budgetRetryMs)) throw budgetSpent(req.model, budgetRetryMs);
+      throw allUnavailable(req.model, groups, deps.health);
+    }
     const { deployment, group } = next;
+    let charges: readonly Charge[] = [];
+    if (outbound) {
+      const taken = await outbound.take(deployment.provider);
+      if (!taken.ok) {
+        budgetRetryMs = Math.min(budgetRetryMs, taken.retryAfterMs);
+        tried.add(deployment.id);
+        continue;
+      }
+      charges = taken.charges;
+    }
     const health = deps.health.get(deployment.id);
     const now = Date.now();
     if (progress.attempts === 0) {
       health.budget.recordRequest(now);
     } else if (!health.budget.tryRetry(now)) {
       deps.metrics.retryBudgetExhausted.inc({ deployment: deployment.id });
+      outbound?.refund(charges);
       throw lastError!;
     }
     if (progress.attempts > 0) deps.metrics.retries.inc({ deployment: deployment.id });
@@ -111,8 +153,11 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
 
     try {
       // Checked just above and fired in the same tick, so the breaker cannot refuse in between.
-      return await health.breaker.run(() => attempt(req, deployment, group.name, deps));
+      const answer = await health.breaker.run(() => attempt(req, deployment, group.name, deps));
+      progress.outboundCharges = charges;
+      return answer;
     } catch (err) {
+      outbound?.refund(charges);
       if (isBreakerRejection(err)) {
         progress.attempts--;
         continue;
@@ -141,7 +186,7 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
           failure,
           attempts: progress.attempts,
           remainingMs: req.deadline - performance.now(),
-          hasUntried: pick(groups, tried, deps.health, random) !== undefined,
+          hasUntried: pick(groups, tried, usable, load, random) !== undefined,
           retryAfterMs: error.retryAfterSeconds === undefined ? undefined : error.retryAfterSeconds * 1000,
         },
         retry,
@@ -251,43 +296,50 @@ function groupOf(groups: readonly ModelRoute[], deployment: Deployment): ModelRo
   return groups.find((g) => g.deployments.includes(deployment)) ?? groups[0]!;
 }
 
+type Usable = (deployment: Deployment) => boolean;
+
 /**
- * Once every deployment was tried: any that admits traffic again, preferring one other than the
- * deployment that just failed (a retry should not go back to a dead region when a live one exists).
+ * Once every deployment was tried: any usable one again, preferring one other than the deployment
+ * that just failed (a retry should not go back to a dead region when a live one exists).
  */
 function pickAgain(
   groups: readonly ModelRoute[],
   lastFailed: Deployment,
-  health: HealthRegistry,
+  usable: Usable,
+  load: (d: Deployment) => number,
   random: () => number,
 ): { deployment: Deployment; group: ModelRoute } | undefined {
   let failedGroup: ModelRoute | undefined;
   for (const group of groups) {
-    const candidates = group.deployments.filter((d) => d !== lastFailed && health.get(d.id).breaker.admits());
-    if (candidates.length > 0) {
-      return { deployment: pickTwoChoices(candidates, (d) => health.get(d.id).outstanding, random), group };
-    }
+    const candidates = group.deployments.filter((d) => d !== lastFailed && usable(d));
+    if (candidates.length > 0) return { deployment: pickTwoChoices(candidates, load, random), group };
     if (group.deployments.includes(lastFailed)) failedGroup = group;
   }
-  return failedGroup && health.get(lastFailed.id).breaker.admits()
-    ? { deployment: lastFailed, group: failedGroup }
-    : undefined;
+  return failedGroup && usable(lastFailed) ? { deployment: lastFailed, group: failedGroup } : undefined;
 }
 
-/** The next deployment to try: the first model group with an untried deployment whose breaker admits. */
+/** The next deployment to try: the first model group with an untried usable deployment. */
 function pick(
   groups: readonly ModelRoute[],
   tried: ReadonlySet<string>,
-  health: HealthRegistry,
+  usable: Usable,
+  load: (d: Deployment) => number,
   random: () => number,
 ): { deployment: Deployment; group: ModelRoute } | undefined {
   for (const group of groups) {
-    const candidates = group.deployments.filter((d) => !tried.has(d.id) && health.get(d.id).breaker.admits());
-    if (candidates.length > 0) {
-      return { deployment: pickTwoChoices(candidates, (d) => health.get(d.id).outstanding, random), group };
-    }
+    const candidates = group.deployments.filter((d) => !tried.has(d.id) && usable(d));
+    if (candidates.length > 0) return { deployment: pickTwoChoices(candidates, load, random), group };
   }
   return undefined;
+}
+
+function budgetSpent(model: ModelRoute, retryAfterMs: number): SluiceError {
+  const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+  return new SluiceError(
+    'provider_budget_exhausted',
+    `Every provider that serves model '${model.name}' is out of its outbound budget; retry in ${seconds} s.`,
+    { retryAfterSeconds: seconds },
+  );
 }
 
 function allUnavailable(

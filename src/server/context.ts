@@ -1,3 +1,5 @@
+import type { Priority } from '../config/defaults.ts';
+import type { Admission, Charge } from '../limits/limiter.ts';
 import type { Runtime, Tenant } from '../runtime.ts';
 import type { Usage } from '../upstream/usage.ts';
 
@@ -6,6 +8,8 @@ export interface RequestContext {
   readonly startedAt: number;
   runtime: Runtime;
   tenant: Tenant | undefined;
+  /** The tenant's priority class, or a lower one the request asked for (x-sluice-priority). */
+  priority: Priority;
   model: string | undefined;
   deployment: string | undefined;
   /** Upstream attempts made (retries and fallbacks included). */
@@ -18,6 +22,12 @@ export interface RequestContext {
   /** ms from request start to the first byte written to the client (streams). */
   firstByteMs: number | undefined;
   truncated: boolean;
+  /** What the request holds from the limiter (leases, token charges), settled when it ends. */
+  admission: Admission | undefined;
+  /** Outbound budget charges of the attempt that answered. */
+  outboundCharges: readonly Charge[] | undefined;
+  /** Set once the response has ended (or the client went away) and the request was logged. */
+  finished: boolean;
   /** Called when the client connection closes before the response finished. */
   onClientGone: (() => void) | undefined;
 }

@@ -12,6 +12,8 @@ export interface Metrics {
     readonly requests: LabelledChildren<{ inc(value?: number): void }>;
     readonly duration: LabelledChildren<{ observe(value: number): void }>;
     readonly upstreamDuration: LabelledChildren<{ observe(value: number): void }>;
+    readonly limiterDecisions: LabelledChildren<{ inc(value?: number): void }>;
+    readonly limiterDuration: LabelledChildren<{ observe(value: number): void }>;
   };
   readonly requests: Counter<'route' | 'model' | 'status' | 'code'>;
   readonly duration: Histogram<'route' | 'model'>;
@@ -24,6 +26,13 @@ export interface Metrics {
   readonly retries: Counter<'deployment'>;
   readonly retryBudgetExhausted: Counter<'deployment'>;
   readonly attemptFailures: Counter<'deployment' | 'class'>;
+  readonly limiterDecisions: Counter<'layer' | 'outcome'>;
+  readonly limiterDuration: Histogram<'store'>;
+  readonly limiterStore: Gauge<'store'>;
+  readonly limiterStoreErrors: Counter;
+  readonly workerShedLevel: Gauge;
+  readonly eventLoopDelay: Gauge;
+  readonly eventLoopUtilization: Gauge;
 }
 
 /** Gauge values of sluice_breaker_state. */
@@ -57,6 +66,19 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     buckets: LATENCY_BUCKETS,
     registers,
   });
+  const limiterDecisions = new Counter({
+    name: 'sluice_limiter_decisions_total',
+    help: 'Limiter decisions by layer (worker, requests, tokens, concurrency, fleet, provider_requests, provider_tokens) and outcome (allowed, refused, shadow_refused, local, failed_closed).',
+    labelNames: ['layer', 'outcome'],
+    registers,
+  });
+  const limiterDuration = new Histogram({
+    name: 'sluice_limiter_duration_seconds',
+    help: 'Time one limiter decision took, by the store that made it (redis, local).',
+    labelNames: ['store'],
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+    registers,
+  });
   return {
     registry,
     requests,
@@ -66,7 +88,37 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       requests: new LabelledChildren((v) => requests.labels(...v)),
       duration: new LabelledChildren((v) => duration.labels(...v)),
       upstreamDuration: new LabelledChildren((v) => upstreamDuration.labels(...v)),
+      limiterDecisions: new LabelledChildren((v) => limiterDecisions.labels(...v)),
+      limiterDuration: new LabelledChildren((v) => limiterDuration.labels(...v)),
     },
+    limiterDecisions,
+    limiterDuration,
+    limiterStore: new Gauge({
+      name: 'sluice_limiter_store',
+      help: 'Where limit decisions are made now: 1 on the active store (redis, or local memory), 0 on the other.',
+      labelNames: ['store'],
+      registers,
+    }),
+    limiterStoreErrors: new Counter({
+      name: 'sluice_limiter_store_errors_total',
+      help: 'Failed Redis commands of the limiter (timeouts, connection errors).',
+      registers,
+    }),
+    workerShedLevel: new Gauge({
+      name: 'sluice_worker_shed_level',
+      help: 'Priority classes this instance sheds because its event loop is saturated: 0 none, 1 batch, 2 batch and standard, 3 all.',
+      registers,
+    }),
+    eventLoopDelay: new Gauge({
+      name: 'sluice_event_loop_delay_seconds',
+      help: 'p99 event-loop delay over the last load sample.',
+      registers,
+    }),
+    eventLoopUtilization: new Gauge({
+      name: 'sluice_event_loop_utilization',
+      help: 'Share of the last load sample the event loop was busy (0 to 1).',
+      registers,
+    }),
     inFlight: new Gauge({
       name: 'sluice_requests_in_flight',
       help: 'Requests being handled now.',

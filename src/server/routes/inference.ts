@@ -6,8 +6,9 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SluiceError } from '../../errors/sluice-error.ts';
+import type { Limiter } from '../../limits/limiter.ts';
 import type { Endpoint } from '../../providers/openai.ts';
-import { type Answer, execute } from '../../resilience/execute.ts';
+import { type Answer, execute, type OutboundGate } from '../../resilience/execute.ts';
 import type { HealthRegistry } from '../../resilience/health.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import { UpstreamAbort } from '../../upstream/classify.ts';
@@ -19,6 +20,7 @@ export interface InferenceDeps {
   readonly pools: UpstreamPools;
   readonly health: HealthRegistry;
   readonly metrics: Metrics;
+  readonly limiter: Limiter;
 }
 
 /** The client's own deadline for the whole request, in ms; capped by the model's totalTimeoutMs. */
@@ -56,6 +58,31 @@ async function forward(
   ctx.model = model.name;
   ctx.stream = body.stream === true && endpoint !== 'embeddings';
   const budgetMs = Math.min(model.totalTimeoutMs, clientTimeoutMs(request));
+  const { limiter } = deps;
+  const runtime = ctx.runtime;
+  // Limiter layers 2-4 (layer 1, the worker shedder, ran in the request hook).
+  const admission = await limiter.admit(
+    { runtime, tenant: ctx.tenant!, priority: ctx.priority, model, endpoint, body },
+    (headers) => reply.headers(headers),
+  );
+  // The client may have gone while the limiter decided: then nothing is held on its behalf.
+  if (ctx.finished) {
+    admission?.settle(undefined, false);
+    throw new SluiceError('client_closed_request', 'The client closed the connection.');
+  }
+  ctx.admission = admission;
+  const outbound: OutboundGate | undefined = limiter.hasOutboundBudgets(runtime)
+    ? {
+        spent: (provider) => limiter.outboundSpent(provider),
+        take: (provider) =>
+          limiter.outbound(
+            runtime,
+            provider,
+            admission?.estimate ?? limiter.estimate({ runtime, endpoint, body }),
+          ),
+        refund: (charges) => limiter.refund(charges),
+      }
+    : undefined;
 
   const controller = new AbortController();
   const deadlineTimer = setTimeout(() => controller.abort(new UpstreamAbort('total_timeout')), budgetMs);
@@ -78,6 +105,7 @@ async function forward(
         deadline: ctx.startedAt + budgetMs,
         signal: controller.signal,
         progress: ctx,
+        outbound,
       },
       deps,
     );

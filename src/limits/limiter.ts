@@ -1,0 +1,533 @@
+/**
+ * The limiter layers a request meets after authentication, after Stripe (docs/limits.md):
+ *   1. worker shedder: this instance's event loop is saturated, shed by priority (request hook,
+ *      synchronous, see worker-shedder.ts);
+ *   2. request rate: token buckets per tenant and per tenant+model, for requests and tokens;
+ *   3. concurrency: the tenant's requests in flight across the fleet, as expiring leases;
+ *   4. fleet: a model's in-flight capacity across the fleet, each priority up to its share;
+ * and, per upstream attempt, the provider's outbound budget (execute() asks `outbound`).
+ * Layers 2 and 3 are one store call (their keys share a hash tag), layer 4 a second one.
+ *
+ * Pure arithmetic lives in the stores (token-bucket.ts); this file turns config into bucket
+ * checks, decisions into errors, headers and metrics, and keeps the books: token estimates are
+ * settled against real usage, leases are renewed while their request runs and released after.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Priority } from '../config/defaults.ts';
+import type { BucketConfig } from '../config/schema.ts';
+import { SluiceError } from '../errors/sluice-error.ts';
+import type { Endpoint } from '../providers/openai.ts';
+import type { ModelRoute, ProviderRuntime, Runtime, Tenant } from '../runtime.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import type { Usage } from '../upstream/usage.ts';
+import { estimateTokens } from './estimate.ts';
+import { type FailoverStore, type Lease, RedisUnavailable, type StoreName } from './failover-store.ts';
+import { type BucketReport, rateLimitHeaders } from './headers.ts';
+import { limitKeys } from './keys.ts';
+import type { BucketCheck, BucketOutcome } from './store.ts';
+
+type Layer = 'requests' | 'tokens' | 'provider_requests' | 'provider_tokens';
+
+interface BucketSpec {
+  readonly key: string;
+  readonly ratePerMs: number;
+  readonly burst: number;
+  readonly shadow: boolean;
+  readonly layer: Layer;
+}
+
+interface RatePlan {
+  readonly requests: BucketSpec | undefined;
+  readonly tokens: BucketSpec | undefined;
+}
+
+interface TenantPlan extends RatePlan {
+  readonly models: ReadonlyMap<string, RatePlan>;
+  readonly concurrency: { key: string; max: number; shadow: boolean } | undefined;
+  readonly failOpen: boolean;
+}
+
+interface Plan {
+  readonly tenants: ReadonlyMap<string, TenantPlan>;
+  readonly fleet: ReadonlyMap<string, { key: string; maxInFlight: number; shadow: boolean }>;
+  readonly providers: ReadonlyMap<string, RatePlan>;
+}
+
+const PER_MS = { second: 1_000, minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
+
+/** A token charge to settle against real usage later. */
+export interface Charge {
+  readonly store: StoreName;
+  readonly spec: BucketSpec;
+  readonly cost: number;
+}
+
+export interface LimiterOptions {
+  readonly store: FailoverStore;
+  readonly metrics: Metrics;
+  readonly clock?: () => number;
+}
+
+export interface AdmitInput {
+  readonly runtime: Runtime;
+  readonly tenant: Tenant;
+  readonly priority: Priority;
+  readonly model: ModelRoute;
+  readonly endpoint: Endpoint;
+  readonly body: Readonly<Record<string, unknown>>;
+}
+
+/** What a request holds from the limiter until it ends. Settle it exactly once. */
+export class Admission {
+  /** The request's token estimate (prompt + completion), also what outbound budgets charge. */
+  readonly estimate: number;
+  readonly #limiter: Limiter;
+  readonly #charges: Charge[];
+  readonly #leases: Lease[];
+  #settled = false;
+
+  constructor(limiter: Limiter, estimate: number, charges: Charge[], leases: Lease[]) {
+    this.#limiter = limiter;
+    this.estimate = estimate;
+    this.#charges = charges;
+    this.#leases = leases;
+  }
+
+  /**
+   * Releases the leases and settles the token charges (see Limiter.settleCharges). Idempotent.
+   */
+  settle(usage: Usage | undefined, answered: boolean): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    for (const lease of this.#leases) this.#limiter.release(lease);
+    this.#limiter.settleCharges(this.#charges, usage, answered);
+  }
+}
+
+/** An attempt's hold on its provider's outbound budget. */
+export type OutboundResult =
+  | { readonly ok: true; readonly charges: readonly Charge[] }
+  | { readonly ok: false; readonly retryAfterMs: number };
+
+export class Limiter {
+  readonly instanceId = randomBytes(6).toString('hex');
+  readonly #store: FailoverStore;
+  readonly #metrics: Metrics;
+  readonly #clock: () => number;
+  readonly #plans = new WeakMap<Runtime, Plan>();
+  readonly #live = new Set<Lease>();
+  /** Provider name -> ms until which its outbound budget is known to be spent (saves round trips). */
+  readonly #spent = new Map<string, number>();
+  #leaseSeq = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #runtime: Runtime | undefined;
+
+  constructor(options: LimiterOptions) {
+    this.#store = options.store;
+    this.#metrics = options.metrics;
+    this.#clock = options.clock ?? Date.now;
+  }
+
+  get store(): FailoverStore {
+    return this.#store;
+  }
+
+  /** Leases held by requests running on this instance. */
+  get liveLeases(): number {
+    return this.#live.size;
+  }
+
+  /** Starts lease renewal and the instance heartbeat, every leaseTtlMs / 3 of the current config. */
+  start(runtime: Runtime): void {
+    this.#runtime = runtime;
+    if (this.#timer) return;
+    const tick = () => {
+      const limits = this.#runtime!.config.limits;
+      void this.#store
+        .tick(
+          [...this.#live],
+          limits.leaseTtlMs,
+          limitKeys(limits.redis.keyPrefix).instances,
+          this.instanceId,
+        )
+        .finally(() => {
+          if (this.#timer) this.#timer = setTimeout(tick, limits.leaseTtlMs / 3).unref();
+        });
+    };
+    this.#timer = setTimeout(tick, 0).unref();
+  }
+
+  /** Follows a config reload (renewal period and key prefix come from the current config). */
+  apply(runtime: Runtime): void {
+    this.#runtime = runtime;
+  }
+
+  async close(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#store.close();
+  }
+
+  /** The request's token estimate under the current settings. */
+  estimate(input: Pick<AdmitInput, 'runtime' | 'endpoint' | 'body'>): number {
+    return estimateTokens(input.endpoint, input.body, input.runtime.config.limits.tokenEstimate);
+  }
+
+  /**
+   * Layers 2 to 4. Resolves to what the request holds (undefined when no limit applies to it), or
+   * rejects with the SluiceError to answer. `setHeaders` receives the x-ratelimit-* headers
+   * before either.
+   */
+  async admit(
+    input: AdmitInput,
+    setHeaders: (headers: Record<string, string>) => void,
+  ): Promise<Admission | undefined> {
+    const plan = this.#plan(input.runtime);
+    const tenant = plan.tenants.get(input.tenant.name);
+    const fleet = plan.fleet.get(input.model.name);
+    if (!tenant && !fleet) return undefined;
+    const estimate = this.estimate(input);
+    const failOpen = tenant?.failOpen ?? input.runtime.config.limits.redis.failureMode === 'open';
+    const leases: Lease[] = [];
+    let charges: Charge[] = [];
+
+    if (tenant) {
+      const specs: BucketSpec[] = [];
+      const costs: number[] = [];
+      for (const rate of [tenant, tenant.models.get(input.model.name)]) {
+        if (rate?.requests) {
+          specs.push(rate.requests);
+          costs.push(1);
+        }
+        if (rate?.tokens) {
+          if (estimate > rate.tokens.burst && !rate.tokens.shadow) {
+            this.#count('tokens', 'refused');
+            throw new SluiceError(
+              'tokens_exceed_limit',
+              `This request may use up to ${estimate} tokens (prompt estimate + max_tokens), more than the ${Math.floor(rate.tokens.burst)} this tenant's token limit holds. Lower max_tokens.`,
+              { type: 'tokens' },
+            );
+          }
+          specs.push(rate.tokens);
+          costs.push(estimate);
+        }
+      }
+      const conc = tenant.concurrency;
+      const lease = conc && {
+        key: conc.key,
+        id: this.#leaseId(),
+        max: conc.max,
+        ttlMs: input.runtime.config.limits.leaseTtlMs,
+        shadow: conc.shadow,
+      };
+      const { result, store } = await this.#call(
+        'tenant',
+        { buckets: specs.map((s, i) => check(s, costs[i]!)), lease },
+        failOpen,
+      );
+      specs.forEach((spec, i) => {
+        this.#count(spec.layer, outcome(result.buckets[i]!.allowed, spec.shadow, store));
+      });
+      if (lease) this.#count('concurrency', outcome(result.lease!.allowed, lease.shadow, store));
+      setHeaders(headersFor(specs, result.buckets));
+      if (!result.allowed) {
+        if (lease && !lease.shadow && !result.lease!.allowed) {
+          throw new SluiceError(
+            'concurrency_limit_exceeded',
+            `This tenant already has ${lease.max} requests in flight, its limit; retry when one finishes.`,
+            { retryAfterSeconds: 1 },
+          );
+        }
+        throw rateLimited(specs, costs, result.buckets);
+      }
+      if (lease && result.lease!.allowed) leases.push(this.#hold({ key: lease.key, id: lease.id, store }));
+      const spent = specs.flatMap((spec, i) =>
+        result.buckets[i]!.allowed ? [{ store, spec, cost: costs[i]! }] : [],
+      );
+      charges = spent.filter((c) => c.spec.layer === 'tokens');
+      if (fleet) {
+        try {
+          await this.#admitFleet(input, fleet, failOpen, leases);
+        } catch (err) {
+          // A request the fleet refuses spends nothing of the tenant's.
+          for (const l of leases) this.release(l);
+          for (const c of spent) this.adjust(c, -c.cost);
+          throw err;
+        }
+      }
+    } else if (fleet) {
+      await this.#admitFleet(input, fleet, failOpen, leases);
+    }
+    return new Admission(this, estimate, charges, leases);
+  }
+
+  /** Does this config set any provider outbound budget? */
+  hasOutboundBudgets(runtime: Runtime): boolean {
+    return this.#plan(runtime).providers.size > 0;
+  }
+
+  /** Sync: is this provider's outbound budget known to be spent right now? */
+  outboundSpent(provider: ProviderRuntime): boolean {
+    const until = this.#spent.get(provider.name);
+    return until !== undefined && until > this.#clock();
+  }
+
+  /**
+   * Takes one request and `estimate` tokens from a provider's outbound budget before an attempt
+   * on it. When the budget is spent the deployment counts as unavailable until it refills.
+   */
+  async outbound(runtime: Runtime, provider: ProviderRuntime, estimate: number): Promise<OutboundResult> {
+    const rate = this.#plan(runtime).providers.get(provider.name);
+    if (!rate) return { ok: true, charges: [] };
+    const until = this.#spent.get(provider.name);
+    if (until !== undefined) {
+      const left = until - this.#clock();
+      if (left > 0) return { ok: false, retryAfterMs: left };
+      this.#spent.delete(provider.name);
+    }
+    const specs: BucketSpec[] = [];
+    const costs: number[] = [];
+    if (rate.requests) {
+      specs.push(rate.requests);
+      costs.push(1);
+    }
+    if (rate.tokens) {
+      specs.push(rate.tokens);
+      costs.push(Math.min(estimate, rate.tokens.burst));
+    }
+    let decision: Awaited<ReturnType<FailoverStore['admit']>>;
+    try {
+      decision = await this.#call('provider', { buckets: specs.map((s, i) => check(s, costs[i]!)) }, true);
+    } catch {
+      return { ok: true, charges: [] };
+    }
+    const { result, store } = decision;
+    specs.forEach((spec, i) => {
+      this.#count(spec.layer, outcome(result.buckets[i]!.allowed, spec.shadow, store));
+    });
+    if (!result.allowed) {
+      const retryAfterMs = Math.max(
+        1,
+        ...result.buckets.map((b, i) => (specs[i]!.shadow ? 0 : b.retryAfterMs)),
+      );
+      this.#spent.set(provider.name, this.#clock() + retryAfterMs);
+      return { ok: false, retryAfterMs };
+    }
+    return {
+      ok: true,
+      charges: specs.flatMap((spec, i) =>
+        spec.layer === 'provider_tokens' && result.buckets[i]!.allowed
+          ? [{ store, spec, cost: costs[i]! }]
+          : [],
+      ),
+    };
+  }
+
+  /** Ends a request's hold: its admission (leases, tenant token charges) and its outbound charges. */
+  settle(
+    admission: Admission | undefined,
+    outbound: readonly Charge[] | undefined,
+    usage: Usage | undefined,
+    answered: boolean,
+  ): void {
+    admission?.settle(usage, answered);
+    if (outbound) this.settleCharges(outbound, usage, answered);
+  }
+
+  /**
+   * Token charges meet the provider's real usage: the difference is charged or refunded. Without
+   * usage, a request that got no answer is refunded in full and one that did keeps the estimate.
+   */
+  settleCharges(charges: readonly Charge[], usage: Usage | undefined, answered: boolean): void {
+    const actual = usage ? usage.promptTokens + usage.completionTokens : undefined;
+    for (const charge of charges) {
+      const delta = actual !== undefined ? actual - charge.cost : answered ? 0 : -charge.cost;
+      if (delta !== 0) this.adjust(charge, delta);
+    }
+  }
+
+  /** Gives back an outbound charge of an attempt that failed (the provider did no work for it). */
+  refund(charges: readonly Charge[]): void {
+    for (const c of charges) this.adjust(c, -c.cost);
+  }
+
+  release(lease: Lease): void {
+    if (this.#live.delete(lease)) this.#store.release(lease);
+  }
+
+  adjust(charge: Charge, delta: number): void {
+    this.#store.adjust(charge.store, charge.spec.key, charge.spec.ratePerMs, charge.spec.burst, delta);
+  }
+
+  async #admitFleet(
+    input: AdmitInput,
+    fleet: { key: string; maxInFlight: number; shadow: boolean },
+    failOpen: boolean,
+    leases: Lease[],
+  ): Promise<void> {
+    const share = input.runtime.config.limits.fleet.shares[input.priority];
+    const max = Math.max(1, Math.floor(fleet.maxInFlight * share));
+    const id = this.#leaseId();
+    const { result, store } = await this.#call(
+      'fleet',
+      {
+        buckets: [],
+        lease: {
+          key: fleet.key,
+          id,
+          max,
+          ttlMs: input.runtime.config.limits.leaseTtlMs,
+          shadow: fleet.shadow,
+        },
+      },
+      failOpen,
+    );
+    this.#count('fleet', outcome(result.lease!.allowed, fleet.shadow, store));
+    if (!result.allowed) {
+      throw new SluiceError(
+        'capacity_exceeded',
+        `Model '${input.model.name}' is at the fleet capacity kept for ${input.priority} traffic; retry shortly.`,
+        { retryAfterSeconds: 1 },
+      );
+    }
+    if (result.lease!.allowed) leases.push(this.#hold({ key: fleet.key, id, store }));
+  }
+
+  async #call(
+    what: 'tenant' | 'fleet' | 'provider',
+    call: Parameters<FailoverStore['admit']>[0],
+    failOpen: boolean,
+  ): ReturnType<FailoverStore['admit']> {
+    const started = performance.now();
+    try {
+      const decision = await this.#store.admit(call, failOpen);
+      this.#metrics.hot.limiterDuration.get(decision.store).observe((performance.now() - started) / 1000);
+      return decision;
+    } catch (err) {
+      if (err instanceof RedisUnavailable) {
+        this.#count(
+          what === 'tenant' ? 'requests' : what === 'fleet' ? 'fleet' : 'provider_requests',
+          'failed_closed',
+        );
+        throw new SluiceError(
+          'limiter_unavailable',
+          'Rate limits cannot be checked right now and this tenant is set to fail closed; retry shortly.',
+          { retryAfterSeconds: 1 },
+        );
+      }
+      throw err;
+    }
+  }
+
+  #hold(lease: Lease): Lease {
+    this.#live.add(lease);
+    return lease;
+  }
+
+  #leaseId(): string {
+    this.#leaseSeq = (this.#leaseSeq + 1) % Number.MAX_SAFE_INTEGER;
+    return `${this.instanceId}:${this.#leaseSeq}`;
+  }
+
+  #count(layer: string, result: string): void {
+    this.#metrics.hot.limiterDecisions.get(layer, result).inc();
+  }
+
+  #plan(runtime: Runtime): Plan {
+    let plan = this.#plans.get(runtime);
+    if (!plan) {
+      plan = compilePlan(runtime);
+      this.#plans.set(runtime, plan);
+    }
+    return plan;
+  }
+}
+
+/** The decision label: allowed, refused, shadow_refused, or local (allowed while Redis is away). */
+function outcome(allowed: boolean, shadow: boolean, store: StoreName): string {
+  if (!allowed) return shadow ? 'shadow_refused' : 'refused';
+  return store === 'local' ? 'local' : 'allowed';
+}
+
+function check(spec: BucketSpec, cost: number): BucketCheck {
+  return { key: spec.key, ratePerMs: spec.ratePerMs, burst: spec.burst, cost, shadow: spec.shadow };
+}
+
+function rateLimited(specs: BucketSpec[], costs: number[], outcomes: readonly BucketOutcome[]): SluiceError {
+  let worst = -1;
+  outcomes.forEach((o, i) => {
+    if (!o.allowed && !specs[i]!.shadow && (worst < 0 || o.retryAfterMs > outcomes[worst]!.retryAfterMs))
+      worst = i;
+  });
+  const spec = specs[worst]!;
+  const kind = spec.layer === 'tokens' ? 'tokens' : 'requests';
+  const seconds = Math.max(1, Math.ceil(outcomes[worst]!.retryAfterMs / 1000));
+  return new SluiceError(
+    'rate_limit_exceeded',
+    `Rate limit reached on ${kind}: limit ${Math.floor(spec.burst)}, remaining ${outcomes[worst]!.remaining}, requested ${costs[worst]}. Retry in ${seconds} s.`,
+    { retryAfterSeconds: seconds, type: kind },
+  );
+}
+
+/** The tightest bucket of each kind speaks for it. */
+function headersFor(
+  specs: readonly BucketSpec[],
+  outcomes: readonly BucketOutcome[],
+): Record<string, string> {
+  let requests: BucketReport | undefined;
+  let tokens: BucketReport | undefined;
+  specs.forEach((spec, i) => {
+    const o = outcomes[i]!;
+    const report = { burst: spec.burst, remaining: o.remaining, resetMs: o.resetMs };
+    if (spec.layer === 'requests') {
+      if (!requests || report.remaining < requests.remaining) requests = report;
+    } else if (!tokens || report.remaining < tokens.remaining) tokens = report;
+  });
+  return rateLimitHeaders(requests, tokens);
+}
+
+function compilePlan(runtime: Runtime): Plan {
+  const limits = runtime.config.limits;
+  const keys = limitKeys(limits.redis.keyPrefix);
+  const bucket = (cfg: BucketConfig | undefined, key: string, layer: Layer): BucketSpec | undefined =>
+    cfg && {
+      key,
+      ratePerMs: cfg.limit / PER_MS[cfg.per],
+      burst: cfg.burst ?? cfg.limit,
+      shadow: cfg.shadow,
+      layer,
+    };
+  const tenants = new Map<string, TenantPlan>();
+  for (const [name, t] of Object.entries(limits.tenants ?? {})) {
+    const models = new Map<string, RatePlan>();
+    for (const [model, m] of Object.entries(t.models ?? {})) {
+      models.set(model, {
+        requests: bucket(m.requests, keys.tenantModel(name, model, 'requests'), 'requests'),
+        tokens: bucket(m.tokens, keys.tenantModel(name, model, 'tokens'), 'tokens'),
+      });
+    }
+    tenants.set(name, {
+      requests: bucket(t.requests, keys.tenant(name, 'requests'), 'requests'),
+      tokens: bucket(t.tokens, keys.tenant(name, 'tokens'), 'tokens'),
+      models,
+      concurrency: t.concurrency && {
+        key: keys.tenantInFlight(name),
+        max: t.concurrency.max,
+        shadow: t.concurrency.shadow,
+      },
+      failOpen: (t.failureMode ?? limits.redis.failureMode) === 'open',
+    });
+  }
+  const fleet = new Map<string, { key: string; maxInFlight: number; shadow: boolean }>();
+  for (const [model, f] of Object.entries(limits.fleet.models ?? {})) {
+    fleet.set(model, { key: keys.fleetInFlight(model), maxInFlight: f.maxInFlight, shadow: f.shadow });
+  }
+  const providers = new Map<string, RatePlan>();
+  for (const [name, p] of Object.entries(limits.providers ?? {})) {
+    providers.set(name, {
+      requests: bucket(p.requests, keys.provider(name, 'requests'), 'provider_requests'),
+      tokens: bucket(p.tokens, keys.provider(name, 'tokens'), 'provider_tokens'),
+    });
+  }
+  return { tenants, fleet, providers };
+}
