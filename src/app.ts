@@ -75,6 +75,10 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   );
   health.reconcile(runtime);
   const limiter = deps.limiter ?? createLimiter(runtime.config, { metrics, log: deps.logger });
+  // Take no traffic before the shared limits are reachable (bounded: a dead Redis means local limits).
+  if (!(await limiter.store.waitForRedis(2_000))) {
+    deps.logger.warn('limits: Redis is not reachable at start; limits are local until it is');
+  }
   limiter.start(runtime);
   const shedder = new WorkerShedder(shedderSettings(runtime.config));
   let sampler: { stop(): void } | undefined;

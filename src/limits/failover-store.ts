@@ -74,6 +74,11 @@ export class FailoverStore {
     return this.#instances;
   }
 
+  /** Waits (at most `timeoutMs`) for Redis to connect; true when it did or none is configured. */
+  async waitForRedis(timeoutMs: number): Promise<boolean> {
+    return this.#redis ? this.#redis.waitUntilReady(timeoutMs) : true;
+  }
+
   /**
    * One decision. On Redis failure: the local store with this instance's share when `failOpen`,
    * else RedisUnavailable. Without Redis configured, the local store with the whole limit.

@@ -266,10 +266,11 @@ export class Limiter {
     return this.#plan(runtime).providers.size > 0;
   }
 
-  /** Sync: is this provider's outbound budget known to be spent right now? */
-  outboundSpent(provider: ProviderRuntime): boolean {
+  /** Sync: ms until this provider's outbound budget is known to refill; 0 when not known to be spent. */
+  outboundSpentFor(provider: ProviderRuntime): number {
     const until = this.#spent.get(provider.name);
-    return until !== undefined && until > this.#clock();
+    if (until === undefined) return 0;
+    return Math.max(0, until - this.#clock());
   }
 
   /**

@@ -58,8 +58,8 @@ export interface ExecuteRequest {
 
 /** A request's view of the providers' outbound budgets. */
 export interface OutboundGate {
-  /** Known to be spent now: the deployment counts as unavailable. */
-  spent(provider: ProviderRuntime): boolean;
+  /** ms until the provider's budget is known to refill; 0 when not known to be spent. */
+  spentFor(provider: ProviderRuntime): number;
   /** Takes this request's share before an attempt. */
   take(provider: ProviderRuntime): Promise<OutboundResult>;
   /** Gives back the charges of an attempt that failed. */
@@ -108,7 +108,7 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
   const outbound = req.outbound;
   // Usable now: its breaker admits traffic and its provider's outbound budget is not spent.
   const usable: Usable = outbound
-    ? (d) => deps.health.get(d.id).breaker.admits() && !outbound.spent(d.provider)
+    ? (d) => deps.health.get(d.id).breaker.admits() && outbound.spentFor(d.provider) === 0
     : (d) => deps.health.get(d.id).breaker.admits();
   const load = (d: Deployment) => deps.health.get(d.id).outstanding;
   let budgetRetryMs = Number.POSITIVE_INFINITY;
@@ -122,6 +122,14 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
     retryOn = undefined;
     if (!next) {
       if (lastError) throw lastError;
+      if (outbound) {
+        for (const g of groups)
+          for (const d of g.deployments)
+            budgetRetryMs = Math.min(
+              budgetRetryMs,
+              outbound.spentFor(d.provider) || Number.POSITIVE_INFINITY,
+            );
+      }
       if (Number.isFinite(budgetRetryMs)) throw budgetSpent(req.model, budgetRetryMs);
       throw allUnavailable(req.model, groups, deps.health);
     }

@@ -94,6 +94,52 @@ describe('config loading', () => {
       ),
       'models["gpt-4.1"].timeouts.chunkGapTimeoutMs',
     ],
+    [
+      'a negative limit',
+      `${BASE}\nlimits: { tenants: { acme: { requests: { limit: -5, per: minute } } } }`,
+      'limits.tenants.acme.requests.limit',
+    ],
+    [
+      'a zero burst',
+      `${BASE}\nlimits: { tenants: { acme: { tokens: { limit: 100, per: minute, burst: 0 } } } }`,
+      'limits.tenants.acme.tokens.burst',
+    ],
+    [
+      'a limit for an unknown tenant',
+      `${BASE}\nlimits: { tenants: { ghost: { requests: { limit: 5, per: second } } } }`,
+      'limits.tenants.ghost',
+    ],
+    [
+      'a tenant limit on an unknown model',
+      `${BASE}\nlimits: { tenants: { acme: { models: { gpt-9: { requests: { limit: 5, per: second } } } } } }`,
+      'limits.tenants.acme.models.gpt-9',
+    ],
+    [
+      'an unknown period',
+      `${BASE}\nlimits: { tenants: { acme: { requests: { limit: 5, per: week } } } }`,
+      'limits.tenants.acme.requests.per',
+    ],
+    [
+      'a zero concurrency',
+      `${BASE}\nlimits: { tenants: { acme: { concurrency: { max: 0 } } } }`,
+      'limits.tenants.acme.concurrency.max',
+    ],
+    [
+      'a budget for an unknown provider',
+      `${BASE}\nlimits: { providers: { azure: { requests: { limit: 5, per: second } } } }`,
+      'limits.providers.azure',
+    ],
+    [
+      'fleet capacity for an unknown model',
+      `${BASE}\nlimits: { fleet: { models: { gpt-9: { maxInFlight: 10 } } } }`,
+      'limits.fleet.models.gpt-9',
+    ],
+    [
+      'fleet shares out of order',
+      `${BASE}\nlimits: { fleet: { shares: { batch: 0.9, standard: 0.8 } } }`,
+      'limits.fleet.shares.batch',
+    ],
+    ['a non-Redis URL', `${BASE}\nlimits: { redis: { url: "http://x" } }`, 'limits.redis.url'],
     ['invalid YAML', 'providers: [unclosed', ''],
     ['not a mapping', '- a\n- b', ''],
   ];
@@ -104,6 +150,15 @@ describe('config loading', () => {
       if (path) assert.ok(err.message.startsWith(`${path}: `), err.message);
     });
   }
+
+  it('fills the limits defaults and accepts an empty Redis URL as "in memory"', () => {
+    const c = parseConfig(`${BASE}\nlimits: { redis: { url: "\${REDIS_URL:-}" } }`, ENV);
+    assert.equal(c.limits.redis.url, '');
+    assert.deepEqual(c.limits.worker, { ...DEFAULTS.limits.worker });
+    assert.deepEqual(c.limits.fleet.shares, { ...DEFAULTS.limits.fleetShares });
+    assert.equal(c.limits.leaseTtlMs, DEFAULTS.limits.leaseTtlMs);
+    assert.equal(parseConfig(BASE, ENV).limits.redis.failureMode, 'open');
+  });
 
   it('refuses the same key given to two tenants', () => {
     const err = errorOf(`${BASE}  other: { keys: ["${KEY}"] }\n`);

@@ -73,7 +73,7 @@ async function forward(
   ctx.admission = admission;
   const outbound: OutboundGate | undefined = limiter.hasOutboundBudgets(runtime)
     ? {
-        spent: (provider) => limiter.outboundSpent(provider),
+        spentFor: (provider) => limiter.outboundSpentFor(provider),
         take: (provider) =>
           limiter.outbound(
             runtime,
