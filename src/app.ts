@@ -265,7 +265,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   );
   registerModelsRoute(app);
   registerInferenceRoutes(app, { pools, health, metrics, limiter });
-  registerAdminRoutes(app, health);
+  registerAdminRoutes(app, { health, limiter, shedder });
   await registerPassthrough(app, pools, () => runtime);
 
   return {

@@ -114,6 +114,18 @@ async function serve(configPath: string | undefined): Promise<number> {
         ) {
           logger.warn('server.host, server.port and server.bodyLimitBytes changes take effect on restart');
         }
+        const redisBefore = gateway.current().config.limits.redis;
+        const redisAfter = next.config.limits.redis;
+        if (
+          (redisAfter.url ?? '') !== (redisBefore.url ?? '') ||
+          redisAfter.commandTimeoutMs !== redisBefore.commandTimeoutMs ||
+          redisAfter.failuresToOpen !== redisBefore.failuresToOpen ||
+          redisAfter.cooldownMs !== redisBefore.cooldownMs
+        ) {
+          logger.warn(
+            'limits.redis connection settings take effect on restart (keyPrefix and failureMode follow the reload)',
+          );
+        }
         gateway.apply(next);
         logger.level = next.config.logging.level;
         loggers.access.level = next.config.logging.level;

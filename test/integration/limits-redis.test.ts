@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Pool } from 'undici';
+import { hashKey } from '../../src/auth/keys.ts';
 import type { FakeProvider } from '../../src/fake-provider/server.ts';
 import { baseConfig, chatBody, type Harness, startHarness, TENANT_KEY, waitFor } from '../helpers/harness.ts';
 import { startSluiceProcess } from '../helpers/process.ts';
@@ -150,8 +151,17 @@ describe('limits in Redis', () => {
     const redis: RedisServer = await startRedisServer();
     t.after(() => redis.stop());
     const limits = { tenants: { acme: { requests: { limit: 10, per: 'hour' } } } };
-    const h = await startHarness({ config: (fake) => config(fake, redis.url, 'failover', limits) });
+    const h = await startHarness({
+      config: (fake) => ({
+        ...config(fake, redis.url, 'failover', limits),
+        admin: { keys: [hashKey('sk-admin-limits-test')] },
+      }),
+    });
     t.after(() => h.close());
+    const admin = async () =>
+      (await (
+        await fetch(`${h.url}/admin/limits`, { headers: { authorization: 'Bearer sk-admin-limits-test' } })
+      ).json()) as { store: string; redisConfigured: boolean; leasesHeld: number };
 
     for (let i = 0; i < 3; i++) assert.equal((await post(h)).status, 200);
     assert.equal((await post(h)).headers.get('x-ratelimit-remaining-requests'), '6', 'counted in Redis');
@@ -166,6 +176,12 @@ describe('limits in Redis', () => {
     // Locally this (only) instance enforces its whole share: a fresh bucket of 10.
     assert.deepEqual(statuses, [...Array(10).fill(200), ...Array(4).fill(429)]);
     assert.match(await metricText(h), /sluice_limiter_store\{store="local"\} 1/);
+    assert.deepEqual(await admin(), {
+      ...(await admin()),
+      store: 'local',
+      redisConfigured: true,
+      leasesHeld: 0,
+    });
     assert.ok(
       h.logs.some((l) => String(l.msg).startsWith('limits: Redis unreachable')),
       'a log line says limits went local',
@@ -181,6 +197,7 @@ describe('limits in Redis', () => {
     }
     assert.ok(back, 'decisions are made in (the restarted, empty) Redis again');
     assert.match(await metricText(h), /sluice_limiter_store\{store="redis"\} 1/);
+    assert.equal((await admin()).store, 'redis');
     assert.ok(h.logs.some((l) => String(l.msg).startsWith('limits: Redis is back')));
   });
 });
