@@ -1,0 +1,243 @@
+// Limiter benchmark (`npm run bench` runs it last). Two scenarios, loopback only, bounded in
+// request count and time:
+//  1. Cost: the same closed-loop load against one gateway with limits off, with every limiter
+//     layer on Redis (rate + tokens + concurrency + fleet: two Redis round trips per request,
+//     nothing refused), and with the same limits in memory. Runs a b c a b c and reports the median
+//     of each. Target: p99 added by Redis limits under 1 ms.
+//  2. Accuracy: three gateways sharing one Redis, 5,000 requests at 300 in flight against a limit
+//     of 1,000. Target: admitted within 0.5% of the limit.
+//
+//   node bench/limits.ts [--requests 10000] [--concurrency 32] [--redis redis://127.0.0.1:6379]
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { Agent, request } from 'undici';
+import { buildApp, type Gateway } from '../src/app.ts';
+import { hashKey } from '../src/auth/keys.ts';
+import { validateConfig } from '../src/config/load.ts';
+import { type FakeProvider, startFakeProvider } from '../src/fake-provider/server.ts';
+import { compileRuntime } from '../src/runtime.ts';
+import { createLoggers } from '../src/telemetry/logger.ts';
+
+const { values } = parseArgs({
+  options: {
+    requests: { type: 'string', default: '10000' },
+    concurrency: { type: 'string', default: '32' },
+    redis: { type: 'string', default: process.env.REDIS_URL || 'redis://127.0.0.1:6379' },
+  },
+});
+const REQUESTS = Number(values.requests);
+const CONCURRENCY = Number(values.concurrency);
+const REDIS_URL = values.redis;
+const KEY = 'sk-bench-limits';
+const RUN = `bench-limits-${process.pid}-${Date.now().toString(36)}`;
+const DEADLINE = Date.now() + 150_000;
+
+type Limits = Record<string, unknown>;
+
+async function gateway(fake: FakeProvider, limits: Limits): Promise<{ gw: Gateway; url: string }> {
+  const config = validateConfig(
+    {
+      server: { host: '127.0.0.1', port: 0 },
+      logging: { level: 'warn' },
+      providers: { fake: { kind: 'openai', baseUrl: fake.baseUrl, connections: 64 } },
+      models: { 'bench-model': { deployments: [{ provider: 'fake' }] } },
+      tenants: { bench: { keys: [hashKey(KEY)] } },
+      limits: { worker: { enabled: false }, ...limits },
+    },
+    {},
+  );
+  const loggers = createLoggers('warn');
+  const gw = await buildApp(compileRuntime(config), { logger: loggers.log, accessLogger: loggers.access });
+  return { gw, url: await gw.app.listen({ host: '127.0.0.1', port: 0 }) };
+}
+
+const BODY = JSON.stringify({ model: 'bench-model', messages: [{ role: 'user', content: 'hello' }] });
+
+/** Closed loop: `concurrency` workers send `total` requests over the urls, round robin. */
+async function load(urls: string[], total: number, concurrency: number) {
+  const agent = new Agent({ connections: concurrency });
+  const latencies: number[] = [];
+  const statuses = new Map<number, number>();
+  let sent = 0;
+  const started = performance.now();
+  const worker = async () => {
+    while (sent < total && Date.now() < DEADLINE) {
+      const url = urls[sent++ % urls.length]!;
+      const t0 = performance.now();
+      try {
+        const res = await request(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+          body: BODY,
+          dispatcher: agent,
+        });
+        await res.body.dump();
+        statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+      } catch {
+        statuses.set(0, (statuses.get(0) ?? 0) + 1);
+      }
+      latencies.push(performance.now() - t0);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  await agent.close();
+  latencies.sort((a, b) => a - b);
+  const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!;
+  return { p50: q(0.5), p99: q(0.99), p999: q(0.999), rps: latencies.length / seconds, statuses };
+}
+
+/** p50/p99 of a prom-client histogram from /metrics text, by linear interpolation in buckets. */
+function histogramQuantiles(
+  text: string,
+  name: string,
+  label: string,
+): { p50: number; p99: number } | undefined {
+  const buckets: Array<[number, number]> = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}_bucket{`) || !line.includes(label)) continue;
+    const le = /le="([^"]+)"/.exec(line)![1]!;
+    buckets.push([le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le), Number(line.split(' ').pop())]);
+  }
+  if (buckets.length === 0) return undefined;
+  const total = buckets.at(-1)![1];
+  const at = (p: number) => {
+    const target = p * total;
+    let prevLe = 0;
+    let prevCount = 0;
+    for (const [le, count] of buckets) {
+      if (count >= target) {
+        if (!Number.isFinite(le)) return prevLe;
+        return prevLe + ((le - prevLe) * (target - prevCount)) / Math.max(1, count - prevCount);
+      }
+      prevLe = le;
+      prevCount = count;
+    }
+    return prevLe;
+  };
+  return { p50: at(0.5), p99: at(0.99) };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function cleanup(): Promise<void> {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${RUN}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
+  redis.disconnect();
+}
+
+async function main(): Promise<void> {
+  const fake = await startFakeProvider({ port: 0 });
+  const every: Limits = {
+    tenants: {
+      bench: {
+        requests: { limit: 1_000_000_000, per: 'second' },
+        tokens: { limit: 1_000_000_000_000, per: 'second' },
+        concurrency: { max: 100_000 },
+      },
+    },
+    fleet: { models: { 'bench-model': { maxInFlight: 100_000 } } },
+  };
+  const configs: Record<string, Limits> = {
+    off: {},
+    redis: { redis: { url: REDIS_URL, keyPrefix: `${RUN}-cost` }, ...every },
+    memory: every,
+  };
+  const results: Record<string, Array<Awaited<ReturnType<typeof load>>>> = { off: [], redis: [], memory: [] };
+  let decision: { p50: number; p99: number } | undefined;
+  for (let round = 0; round < 2; round++) {
+    for (const [name, limits] of Object.entries(configs)) {
+      const { gw, url } = await gateway(fake, limits);
+      await load([url], 500, CONCURRENCY); // warm-up
+      results[name]!.push(await load([url], REQUESTS, CONCURRENCY));
+      if (name === 'redis') {
+        const text = await (await fetch(`${url}/metrics`)).text();
+        decision = histogramQuantiles(text, 'sluice_limiter_duration_seconds', 'store="redis"');
+      }
+      await gw.shutdown(1_000);
+    }
+  }
+  const row = (name: string) => {
+    const r = results[name]!;
+    return {
+      p50: median(r.map((x) => x.p50)),
+      p99: median(r.map((x) => x.p99)),
+      p999: median(r.map((x) => x.p999)),
+      rps: median(r.map((x) => x.rps)),
+      ok: r.every((x) => x.statuses.size === 1 && x.statuses.has(200)),
+    };
+  };
+  const off = row('off');
+  const lines = [
+    '## Limiter cost: every layer on, nothing refused',
+    '',
+    `Command: \`node bench/limits.ts --requests ${REQUESTS} --concurrency ${CONCURRENCY}\` · closed loop, median of 2 alternating runs each`,
+    '',
+    '| limits | p50 ms | p99 ms | p99.9 ms | req/s | added p50 ms | added p99 ms | all 200 |',
+    '|---|---:|---:|---:|---:|---:|---:|---|',
+  ];
+  for (const name of ['off', 'redis', 'memory']) {
+    const r = row(name);
+    lines.push(
+      `| ${name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.p999.toFixed(2)} | ${r.rps.toFixed(0)} | ${(r.p50 - off.p50).toFixed(2)} | ${(r.p99 - off.p99).toFixed(2)} | ${r.ok} |`,
+    );
+  }
+  const redisRow = row('redis');
+  const added99 = redisRow.p99 - off.p99;
+  lines.push(
+    '',
+    `One limiter decision on Redis (sluice_limiter_duration_seconds): p50 ${decision ? (decision.p50 * 1000).toFixed(3) : '?'} ms, p99 ${decision ? (decision.p99 * 1000).toFixed(3) : '?'} ms (two decisions per request).`,
+  );
+
+  // Accuracy across three instances.
+  const accuracy: Array<{ admitted: number; refused: number; other: number }> = [];
+  for (let rep = 0; rep < 3; rep++) {
+    const limits = {
+      redis: { url: REDIS_URL, keyPrefix: `${RUN}-acc${rep}` },
+      tenants: { bench: { requests: { limit: 1_000, per: 'hour' } } },
+    };
+    const gws = await Promise.all([0, 1, 2].map(() => gateway(fake, limits)));
+    const r = await load(
+      gws.map((g) => g.url),
+      5_000,
+      300,
+    );
+    await Promise.all(gws.map((g) => g.gw.shutdown(1_000)));
+    const admitted = r.statuses.get(200) ?? 0;
+    const refused = r.statuses.get(429) ?? 0;
+    accuracy.push({ admitted, refused, other: 5_000 - admitted - refused });
+  }
+  const worstError = Math.max(...accuracy.map((a) => Math.abs(a.admitted - 1_000) / 1_000));
+  lines.push(
+    '',
+    '## Limit accuracy: three instances, one Redis, 5,000 requests at 300 in flight, limit 1,000',
+    '',
+    '| run | admitted | refused (429) | other | error vs limit |',
+    '|---:|---:|---:|---:|---:|',
+    ...accuracy.map(
+      (a, i) =>
+        `| ${i + 1} | ${a.admitted} | ${a.refused} | ${a.other} | ${((Math.abs(a.admitted - 1_000) / 1_000) * 100).toFixed(2)}% |`,
+    ),
+    '',
+    '| target | goal | measured | result |',
+    '|---|---|---|---|',
+    `| p99 latency added by Redis limits | < 1 ms | ${added99.toFixed(2)} ms | ${added99 < 1 ? 'PASS' : 'MISS'} |`,
+    `| admitted vs limit, 3 instances | within 0.5% | ${(worstError * 100).toFixed(2)}% worst | ${worstError <= 0.005 ? 'PASS' : 'MISS'} |`,
+  );
+  await fake.close();
+  await cleanup();
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`${(err as Error).stack}\n`);
+    process.exit(1);
+  },
+);
