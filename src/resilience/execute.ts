@@ -160,7 +160,8 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
     tried.add(deployment.id);
 
     try {
-      // Checked just above and fired in the same tick, so the breaker cannot refuse in between.
+      // Checked just above; a half-open breaker that gave its probe to another request meanwhile
+      // (possible across the outbound budget's await) refuses, and the loop picks again.
       const answer = await health.breaker.run(() => attempt(req, deployment, group.name, deps));
       progress.outboundCharges = charges;
       return answer;
