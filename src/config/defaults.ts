@@ -81,8 +81,11 @@ export const DEFAULTS = Object.freeze({
       enabled: true,
       /** Overloaded when the p99 event-loop delay over one sample passes this... */
       maxEventLoopDelayMs: 200,
-      /** ...or the event loop was busy more than this share of the sample. */
-      maxUtilization: 0.98,
+      /**
+       * ...or the event loop was busy more than this share of the sample. 1 = off: a gateway at
+       * full throughput is busy all the time without being late, so by default only delay counts.
+       */
+      maxUtilization: 1,
       sampleIntervalMs: 500,
       /** Consecutive overloaded samples before one more priority class is shed. */
       escalateAfterSamples: 3,
