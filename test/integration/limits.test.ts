@@ -216,15 +216,21 @@ describe('priority under saturation', () => {
       );
       return level;
     };
-    block(250);
-    await waitFor(() => h.gateway.shedder.level >= 1, 1_000, 'shedding batch');
+    // Block until a sample sees it (bounded: a loaded machine may need a second block).
+    const blockUntil = async (level: number) => {
+      for (let i = 0; i < 5 && h.gateway.shedder.level < level; i++) {
+        block(250);
+        await new Promise((r) => setTimeout(r, 120));
+      }
+      await waitFor(() => h.gateway.shedder.level >= level, 1_000, `shed level ${level}`);
+    };
+    await blockUntil(1);
     const shed = await post(h, chatBody(), batch);
     assert.equal(shed.status, 503);
     assert.equal(((await shed.json()) as { error: { code: string } }).error.code, 'server_overloaded');
     assert.equal(shed.headers.get('retry-after'), '2');
     assert.ok((await expectShedding()) >= 1);
-    block(250);
-    await waitFor(() => h.gateway.shedder.level >= 2, 1_000, 'shedding standard too');
+    await blockUntil(2);
     assert.ok((await expectShedding()) >= 2);
     // Calm samples bring it back down, one class at a time.
     await waitFor(() => h.gateway.shedder.level === 0, 5_000, 'recovery', 5);
