@@ -174,7 +174,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       firstByteMs: undefined,
       truncated: false,
       admission: undefined,
-      outboundCharges: undefined,
+      outboundHold: undefined,
       finished: false,
       onClientGone: undefined,
     };
@@ -221,8 +221,8 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     const ctx = request.sluice;
     ctx.finished = true;
     metrics.inFlight.dec();
-    if (ctx.admission !== undefined || ctx.outboundCharges !== undefined) {
-      limiter.settle(ctx.admission, ctx.outboundCharges, ctx.usage, completed && status < 400);
+    if (ctx.admission !== undefined || ctx.outboundHold !== undefined) {
+      limiter.settle(ctx.admission, ctx.outboundHold, ctx.usage, completed && status < 400);
     }
     const durationMs = performance.now() - ctx.startedAt;
     if (!completed && ctx.errorCode === undefined) ctx.errorCode = 'client_closed_request';

@@ -9,11 +9,11 @@
  * Redis. A request therefore waits on a sick Redis at most `commandTimeoutMs`, and only while the
  * breaker is still closed or probing.
  *
- * Leases remember the store that granted them, so a slot taken locally is released locally.
+ * Every decision is settled in the store that made it, so a slot taken locally is released locally.
  */
 import { MemoryStore } from './memory-store.ts';
 import type { RedisStore } from './redis-store.ts';
-import type { AdmitCall, AdmitResult } from './store.ts';
+import type { AdmitCall, AdmitResult, SettleCall } from './store.ts';
 
 export type StoreName = 'redis' | 'local';
 
@@ -101,18 +101,22 @@ export class FailoverStore {
     return { result: await this.#local.admit(share === 1 ? call : scale(call, share)), store: 'local' };
   }
 
-  adjust(store: StoreName, key: string, ratePerMs: number, burst: number, delta: number): void {
+  /** Settles a decision in the store that made it (locally with the same share it was made with). */
+  settle(store: StoreName, call: SettleCall): void {
     if (store === 'local') {
       const share = this.#redis ? 1 / this.#instances : 1;
-      void this.#local.adjust(key, ratePerMs * share, Math.max(1, burst * share), delta);
+      const adjustments =
+        share === 1
+          ? call.adjustments
+          : call.adjustments.map((a) => ({
+              ...a,
+              ratePerMs: a.ratePerMs * share,
+              burst: Math.max(1, a.burst * share),
+            }));
+      void this.#local.settle({ adjustments, release: call.release });
     } else {
-      this.#redis?.adjust(key, ratePerMs, burst, delta).catch((err) => this.#options.onError?.(err));
+      this.#redis?.settle(call).catch((err) => this.#options.onError?.(err));
     }
-  }
-
-  release(lease: Lease): void {
-    if (lease.store === 'local') void this.#local.release(lease.key, lease.id);
-    else this.#redis?.release(lease.key, lease.id).catch((err) => this.#options.onError?.(err));
   }
 
   /**

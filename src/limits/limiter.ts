@@ -6,7 +6,8 @@
  *   3. concurrency: the tenant's requests in flight across the fleet, as expiring leases;
  *   4. fleet: a model's in-flight capacity across the fleet, each priority up to its share;
  * and, per upstream attempt, the provider's outbound budget (execute() asks `outbound`).
- * Layers 2 and 3 are one store call (their keys share a hash tag), layer 4 a second one.
+ * Layers 2 and 3 are one store call (their keys share a hash tag), layer 4 a second one sent at
+ * the same time.
  *
  * Pure arithmetic lives in the stores (token-bucket.ts); this file turns config into bucket
  * checks, decisions into errors, headers and metrics, and keeps the books: token estimates are
@@ -24,7 +25,7 @@ import { estimateTokens } from './estimate.ts';
 import { type FailoverStore, type Lease, RedisUnavailable, type StoreName } from './failover-store.ts';
 import { type BucketReport, rateLimitHeaders } from './headers.ts';
 import { limitKeys } from './keys.ts';
-import type { BucketCheck, BucketOutcome } from './store.ts';
+import type { Adjustment, BucketCheck, BucketOutcome, LeaseCheck } from './store.ts';
 
 type Layer = 'requests' | 'tokens' | 'provider_requests' | 'provider_tokens';
 
@@ -55,11 +56,20 @@ interface Plan {
 
 const PER_MS = { second: 1_000, minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
 
-/** A token charge to settle against real usage later. */
-export interface Charge {
-  readonly store: StoreName;
+/** A bucket a decision charged, and how much. */
+interface Charged {
   readonly spec: BucketSpec;
   readonly cost: number;
+}
+
+/**
+ * What one store decision left behind until its request ends: the buckets it charged and the lease
+ * it took, in the store that made it. Settled with one store call, like the decision.
+ */
+export interface Hold {
+  readonly store: StoreName;
+  readonly charged: readonly Charged[];
+  readonly lease: Lease | undefined;
 }
 
 export interface LimiterOptions {
@@ -82,32 +92,34 @@ export class Admission {
   /** The request's token estimate (prompt + completion), also what outbound budgets charge. */
   readonly estimate: number;
   readonly #limiter: Limiter;
-  readonly #charges: Charge[];
-  readonly #leases: Lease[];
+  readonly #holds: Hold[];
   #settled = false;
 
-  constructor(limiter: Limiter, estimate: number, charges: Charge[], leases: Lease[]) {
+  constructor(limiter: Limiter, estimate: number, holds: Hold[]) {
     this.#limiter = limiter;
     this.estimate = estimate;
-    this.#charges = charges;
-    this.#leases = leases;
+    this.#holds = holds;
   }
 
-  /**
-   * Releases the leases and settles the token charges (see Limiter.settleCharges). Idempotent.
-   */
+  /** Releases the leases and settles the token charges (see Limiter.settleHold). Idempotent. */
   settle(usage: Usage | undefined, answered: boolean): void {
     if (this.#settled) return;
     this.#settled = true;
-    for (const lease of this.#leases) this.#limiter.release(lease);
-    this.#limiter.settleCharges(this.#charges, usage, answered);
+    for (const hold of this.#holds) this.#limiter.settleHold(hold, usage, answered);
   }
 }
 
 /** An attempt's hold on its provider's outbound budget. */
 export type OutboundResult =
-  | { readonly ok: true; readonly charges: readonly Charge[] }
+  | { readonly ok: true; readonly hold: Hold | undefined }
   | { readonly ok: false; readonly retryAfterMs: number };
+
+type TenantOutcome = { readonly hold: Hold; readonly headers: Record<string, string> };
+interface TenantCall {
+  readonly specs: BucketSpec[];
+  readonly costs: number[];
+  readonly lease: LeaseCheck | undefined;
+}
 
 export class Limiter {
   readonly instanceId = randomBytes(6).toString('hex');
@@ -175,8 +187,11 @@ export class Limiter {
 
   /**
    * Layers 2 to 4. Resolves to what the request holds (undefined when no limit applies to it), or
-   * rejects with the SluiceError to answer. `setHeaders` receives the x-ratelimit-* headers
-   * before either.
+   * rejects with the SluiceError to answer; `setHeaders` receives the x-ratelimit-* headers first.
+   *
+   * The tenant decision (layers 2 and 3) and the fleet decision (layer 4) live in different Redis
+   * Cluster slots, so they are two calls; they are sent together (one round trip) and whichever
+   * admitted is undone when the other refused: a refused request spends nothing.
    */
   async admit(
     input: AdmitInput,
@@ -188,184 +203,98 @@ export class Limiter {
     if (!tenant && !fleet) return undefined;
     const estimate = this.estimate(input);
     const failOpen = tenant?.failOpen ?? input.runtime.config.limits.redis.failureMode === 'open';
-    const leases: Lease[] = [];
-    let charges: Charge[] = [];
-
-    if (tenant) {
-      const specs: BucketSpec[] = [];
-      const costs: number[] = [];
-      for (const rate of [tenant, tenant.models.get(input.model.name)]) {
-        if (rate?.requests) {
-          specs.push(rate.requests);
-          costs.push(1);
-        }
-        if (rate?.tokens) {
-          if (estimate > rate.tokens.burst && !rate.tokens.shadow) {
-            this.#count('tokens', 'refused');
-            throw new SluiceError(
-              'tokens_exceed_limit',
-              `This request may use up to ${estimate} tokens (prompt estimate + max_tokens), more than the ${Math.floor(rate.tokens.burst)} this tenant's token limit holds. Lower max_tokens.`,
-              { type: 'tokens' },
-            );
-          }
-          specs.push(rate.tokens);
-          costs.push(estimate);
-        }
-      }
-      const conc = tenant.concurrency;
-      const lease = conc && {
-        key: conc.key,
-        id: this.#leaseId(),
-        max: conc.max,
-        ttlMs: input.runtime.config.limits.leaseTtlMs,
-        shadow: conc.shadow,
-      };
-      const { result, store } = await this.#call(
-        'tenant',
-        { buckets: specs.map((s, i) => check(s, costs[i]!)), lease },
-        failOpen,
-      );
-      specs.forEach((spec, i) => {
-        this.#count(spec.layer, outcome(result.buckets[i]!.allowed, spec.shadow, store));
-      });
-      if (lease) this.#count('concurrency', outcome(result.lease!.allowed, lease.shadow, store));
-      setHeaders(headersFor(specs, result.buckets));
-      if (!result.allowed) {
-        if (lease && !lease.shadow && !result.lease!.allowed) {
-          throw new SluiceError(
-            'concurrency_limit_exceeded',
-            `This tenant already has ${lease.max} requests in flight, its limit; retry when one finishes.`,
-            { retryAfterSeconds: 1 },
-          );
-        }
-        throw rateLimited(specs, costs, result.buckets);
-      }
-      if (lease && result.lease!.allowed) leases.push(this.#hold({ key: lease.key, id: lease.id, store }));
-      const spent = specs.flatMap((spec, i) =>
-        result.buckets[i]!.allowed ? [{ store, spec, cost: costs[i]! }] : [],
-      );
-      charges = spent.filter((c) => c.spec.layer === 'tokens');
-      if (fleet) {
-        try {
-          await this.#admitFleet(input, fleet, failOpen, leases);
-        } catch (err) {
-          // A request the fleet refuses spends nothing of the tenant's.
-          for (const l of leases) this.release(l);
-          for (const c of spent) this.adjust(c, -c.cost);
-          throw err;
-        }
-      }
-    } else if (fleet) {
-      await this.#admitFleet(input, fleet, failOpen, leases);
+    const tenantCall = tenant && this.#tenantCall(input, tenant, estimate);
+    const [t, f] = await Promise.allSettled([
+      tenantCall && this.#decideTenant(tenantCall, failOpen),
+      fleet && this.#decideFleet(input, fleet, failOpen),
+    ]);
+    const tenantOk = t.status === 'fulfilled' ? t.value : undefined;
+    const fleetOk = f.status === 'fulfilled' ? f.value : undefined;
+    if (tenantOk) setHeaders(tenantOk.headers);
+    else if (t.status === 'rejected' && (t.reason as { headers?: Record<string, string> }).headers) {
+      setHeaders((t.reason as { headers: Record<string, string> }).headers);
     }
-    return new Admission(this, estimate, charges, leases);
-  }
-
-  /** Does this config set any provider outbound budget? */
-  hasOutboundBudgets(runtime: Runtime): boolean {
-    return this.#plan(runtime).providers.size > 0;
-  }
-
-  /** Sync: ms until this provider's outbound budget is known to refill; 0 when not known to be spent. */
-  outboundSpentFor(provider: ProviderRuntime): number {
-    const until = this.#spent.get(provider.name);
-    if (until === undefined) return 0;
-    return Math.max(0, until - this.#clock());
-  }
-
-  /**
-   * Takes one request and `estimate` tokens from a provider's outbound budget before an attempt
-   * on it. When the budget is spent the deployment counts as unavailable until it refills.
-   */
-  async outbound(runtime: Runtime, provider: ProviderRuntime, estimate: number): Promise<OutboundResult> {
-    const rate = this.#plan(runtime).providers.get(provider.name);
-    if (!rate) return { ok: true, charges: [] };
-    const until = this.#spent.get(provider.name);
-    if (until !== undefined) {
-      const left = until - this.#clock();
-      if (left > 0) return { ok: false, retryAfterMs: left };
-      this.#spent.delete(provider.name);
+    if (t.status === 'rejected' || f.status === 'rejected') {
+      // Undo whichever side admitted, then answer with the tenant's refusal first (429 before 503).
+      if (tenantOk) this.#undo(tenantOk.hold);
+      if (fleetOk) this.#undo(fleetOk);
+      throw t.status === 'rejected' ? t.reason : (f as PromiseRejectedResult).reason;
     }
+    const holds: Hold[] = [];
+    if (tenantOk) holds.push(tenantOk.hold);
+    if (fleetOk) holds.push(fleetOk);
+    return new Admission(this, estimate, holds);
+  }
+
+  /** The tenant's buckets (tenant-wide, then for this model) and concurrency lease, as one call. */
+  #tenantCall(input: AdmitInput, tenant: TenantPlan, estimate: number): TenantCall {
     const specs: BucketSpec[] = [];
     const costs: number[] = [];
-    if (rate.requests) {
-      specs.push(rate.requests);
-      costs.push(1);
+    for (const rate of [tenant, tenant.models.get(input.model.name)]) {
+      if (rate?.requests) {
+        specs.push(rate.requests);
+        costs.push(1);
+      }
+      if (rate?.tokens) {
+        if (estimate > rate.tokens.burst && !rate.tokens.shadow) {
+          this.#count('tokens', 'refused');
+          throw new SluiceError(
+            'tokens_exceed_limit',
+            `This request may use up to ${estimate} tokens (prompt estimate + max_tokens), more than the ${Math.floor(rate.tokens.burst)} this tenant's token limit holds. Lower max_tokens.`,
+            { type: 'tokens' },
+          );
+        }
+        specs.push(rate.tokens);
+        costs.push(estimate);
+      }
     }
-    if (rate.tokens) {
-      specs.push(rate.tokens);
-      costs.push(Math.min(estimate, rate.tokens.burst));
-    }
-    let decision: Awaited<ReturnType<FailoverStore['admit']>>;
-    try {
-      decision = await this.#call('provider', { buckets: specs.map((s, i) => check(s, costs[i]!)) }, true);
-    } catch {
-      return { ok: true, charges: [] };
-    }
-    const { result, store } = decision;
+    const conc = tenant.concurrency;
+    const lease = conc && {
+      key: conc.key,
+      id: this.#leaseId(),
+      max: conc.max,
+      ttlMs: input.runtime.config.limits.leaseTtlMs,
+      shadow: conc.shadow,
+    };
+    return { specs, costs, lease };
+  }
+
+  async #decideTenant(call: TenantCall, failOpen: boolean): Promise<TenantOutcome> {
+    const { specs, costs, lease } = call;
+    const { result, store } = await this.#call(
+      'requests',
+      { buckets: specs.map((s, i) => check(s, costs[i]!)), lease },
+      failOpen,
+    );
     specs.forEach((spec, i) => {
       this.#count(spec.layer, outcome(result.buckets[i]!.allowed, spec.shadow, store));
     });
+    if (lease) this.#count('concurrency', outcome(result.lease!.allowed, lease.shadow, store));
+    const headers = headersFor(specs, result.buckets);
     if (!result.allowed) {
-      const retryAfterMs = Math.max(
-        1,
-        ...result.buckets.map((b, i) => (specs[i]!.shadow ? 0 : b.retryAfterMs)),
-      );
-      this.#spent.set(provider.name, this.#clock() + retryAfterMs);
-      return { ok: false, retryAfterMs };
+      const error =
+        lease && !lease.shadow && !result.lease!.allowed
+          ? new SluiceError(
+              'concurrency_limit_exceeded',
+              `This tenant already has ${lease.max} requests in flight, its limit; retry when one finishes.`,
+              { retryAfterSeconds: 1 },
+            )
+          : rateLimited(specs, costs, result.buckets);
+      throw Object.assign(error, { headers });
     }
-    return {
-      ok: true,
-      charges: specs.flatMap((spec, i) =>
-        spec.layer === 'provider_tokens' && result.buckets[i]!.allowed
-          ? [{ store, spec, cost: costs[i]! }]
-          : [],
-      ),
+    const hold: Hold = {
+      store,
+      charged: specs.flatMap((spec, i) => (result.buckets[i]!.allowed ? [{ spec, cost: costs[i]! }] : [])),
+      lease: lease && result.lease!.allowed ? this.#hold({ key: lease.key, id: lease.id, store }) : undefined,
     };
+    return { hold, headers };
   }
 
-  /** Ends a request's hold: its admission (leases, tenant token charges) and its outbound charges. */
-  settle(
-    admission: Admission | undefined,
-    outbound: readonly Charge[] | undefined,
-    usage: Usage | undefined,
-    answered: boolean,
-  ): void {
-    admission?.settle(usage, answered);
-    if (outbound) this.settleCharges(outbound, usage, answered);
-  }
-
-  /**
-   * Token charges meet the provider's real usage: the difference is charged or refunded. Without
-   * usage, a request that got no answer is refunded in full and one that did keeps the estimate.
-   */
-  settleCharges(charges: readonly Charge[], usage: Usage | undefined, answered: boolean): void {
-    const actual = usage ? usage.promptTokens + usage.completionTokens : undefined;
-    for (const charge of charges) {
-      const delta = actual !== undefined ? actual - charge.cost : answered ? 0 : -charge.cost;
-      if (delta !== 0) this.adjust(charge, delta);
-    }
-  }
-
-  /** Gives back an outbound charge of an attempt that failed (the provider did no work for it). */
-  refund(charges: readonly Charge[]): void {
-    for (const c of charges) this.adjust(c, -c.cost);
-  }
-
-  release(lease: Lease): void {
-    if (this.#live.delete(lease)) this.#store.release(lease);
-  }
-
-  adjust(charge: Charge, delta: number): void {
-    this.#store.adjust(charge.store, charge.spec.key, charge.spec.ratePerMs, charge.spec.burst, delta);
-  }
-
-  async #admitFleet(
+  async #decideFleet(
     input: AdmitInput,
     fleet: { key: string; maxInFlight: number; shadow: boolean },
     failOpen: boolean,
-    leases: Lease[],
-  ): Promise<void> {
+  ): Promise<Hold> {
     const share = input.runtime.config.limits.fleet.shares[input.priority];
     const max = Math.max(1, Math.floor(fleet.maxInFlight * share));
     const id = this.#leaseId();
@@ -391,11 +320,134 @@ export class Limiter {
         { retryAfterSeconds: 1 },
       );
     }
-    if (result.lease!.allowed) leases.push(this.#hold({ key: fleet.key, id, store }));
+    return {
+      store,
+      charged: [],
+      lease: result.lease!.allowed ? this.#hold({ key: fleet.key, id, store }) : undefined,
+    };
+  }
+
+  /** Does this config set any provider outbound budget? */
+  hasOutboundBudgets(runtime: Runtime): boolean {
+    return this.#plan(runtime).providers.size > 0;
+  }
+
+  /** Sync: ms until this provider's outbound budget is known to refill; 0 when not known to be spent. */
+  outboundSpentFor(provider: ProviderRuntime): number {
+    const until = this.#spent.get(provider.name);
+    if (until === undefined) return 0;
+    return Math.max(0, until - this.#clock());
+  }
+
+  /**
+   * Takes one request and `estimate` tokens from a provider's outbound budget before an attempt
+   * on it. When the budget is spent the deployment counts as unavailable until it refills.
+   */
+  async outbound(runtime: Runtime, provider: ProviderRuntime, estimate: number): Promise<OutboundResult> {
+    const rate = this.#plan(runtime).providers.get(provider.name);
+    if (!rate) return { ok: true, hold: undefined };
+    const until = this.#spent.get(provider.name);
+    if (until !== undefined) {
+      const left = until - this.#clock();
+      if (left > 0) return { ok: false, retryAfterMs: left };
+      this.#spent.delete(provider.name);
+    }
+    const specs: BucketSpec[] = [];
+    const costs: number[] = [];
+    if (rate.requests) {
+      specs.push(rate.requests);
+      costs.push(1);
+    }
+    if (rate.tokens) {
+      specs.push(rate.tokens);
+      costs.push(Math.min(estimate, rate.tokens.burst));
+    }
+    let decision: Awaited<ReturnType<FailoverStore['admit']>>;
+    try {
+      decision = await this.#call(
+        'provider_requests',
+        { buckets: specs.map((s, i) => check(s, costs[i]!)) },
+        true,
+      );
+    } catch {
+      return { ok: true, hold: undefined };
+    }
+    const { result, store } = decision;
+    specs.forEach((spec, i) => {
+      this.#count(spec.layer, outcome(result.buckets[i]!.allowed, spec.shadow, store));
+    });
+    if (!result.allowed) {
+      const retryAfterMs = Math.max(
+        1,
+        ...result.buckets.map((b, i) => (specs[i]!.shadow ? 0 : b.retryAfterMs)),
+      );
+      this.#spent.set(provider.name, this.#clock() + retryAfterMs);
+      return { ok: false, retryAfterMs };
+    }
+    return {
+      ok: true,
+      hold: {
+        store,
+        charged: specs.flatMap((spec, i) => (result.buckets[i]!.allowed ? [{ spec, cost: costs[i]! }] : [])),
+        lease: undefined,
+      },
+    };
+  }
+
+  /** Gives back all of an outbound hold (the attempt failed: the provider did no work for it). */
+  refund(hold: Hold | undefined): void {
+    if (hold) this.#undo(hold);
+  }
+
+  /** Ends a request's holds: its admission and the outbound hold of the attempt that answered. */
+  settle(
+    admission: Admission | undefined,
+    outbound: Hold | undefined,
+    usage: Usage | undefined,
+    answered: boolean,
+  ): void {
+    admission?.settle(usage, answered);
+    if (outbound) this.settleHold(outbound, usage, answered);
+  }
+
+  /**
+   * Releases the hold's lease and settles its token charges with real usage: the difference is
+   * charged or refunded. Without usage, a request that got no answer is refunded in full and one
+   * that did keeps the estimate. Request buckets keep their charge: a request is a request.
+   */
+  settleHold(hold: Hold, usage: Usage | undefined, answered: boolean): void {
+    const actual = usage ? usage.promptTokens + usage.completionTokens : undefined;
+    const adjustments: Adjustment[] = [];
+    for (const { spec, cost } of hold.charged) {
+      if (spec.layer !== 'tokens' && spec.layer !== 'provider_tokens') continue;
+      const delta = actual !== undefined ? actual - cost : answered ? 0 : -cost;
+      if (delta !== 0)
+        adjustments.push({ key: spec.key, ratePerMs: spec.ratePerMs, burst: spec.burst, delta });
+    }
+    this.#finish(hold, adjustments);
+  }
+
+  /** Gives everything of a hold back: its lease and every charge. */
+  #undo(hold: Hold): void {
+    this.#finish(
+      hold,
+      hold.charged.map(({ spec, cost }) => ({
+        key: spec.key,
+        ratePerMs: spec.ratePerMs,
+        burst: spec.burst,
+        delta: -cost,
+      })),
+    );
+  }
+
+  #finish(hold: Hold, adjustments: Adjustment[]): void {
+    const lease = hold.lease && this.#live.delete(hold.lease) ? hold.lease : undefined;
+    if (adjustments.length === 0 && !lease) return;
+    this.#store.settle(hold.store, { adjustments, release: lease && { key: lease.key, id: lease.id } });
   }
 
   async #call(
-    what: 'tenant' | 'fleet' | 'provider',
+    layer: string,
     call: Parameters<FailoverStore['admit']>[0],
     failOpen: boolean,
   ): ReturnType<FailoverStore['admit']> {
@@ -406,10 +458,7 @@ export class Limiter {
       return decision;
     } catch (err) {
       if (err instanceof RedisUnavailable) {
-        this.#count(
-          what === 'tenant' ? 'requests' : what === 'fleet' ? 'fleet' : 'provider_requests',
-          'failed_closed',
-        );
+        this.#count(layer, 'failed_closed');
         throw new SluiceError(
           'limiter_unavailable',
           'Rate limits cannot be checked right now and this tenant is set to fail closed; retry shortly.',

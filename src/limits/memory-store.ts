@@ -4,7 +4,7 @@
  * bounded by the config: one bucket per configured limit and key, one lease per request in flight;
  * full buckets and empty lease sets are dropped by a sweep.
  */
-import type { AdmitCall, AdmitResult, LeaseOutcome, LimitStore } from './store.ts';
+import type { AdmitCall, AdmitResult, LeaseOutcome, LimitStore, SettleCall } from './store.ts';
 import { type BucketState, evaluate, refill, timeToFull } from './token-bucket.ts';
 
 export class MemoryStore implements LimitStore {
@@ -52,18 +52,18 @@ export class MemoryStore implements LimitStore {
     return Promise.resolve({ allowed, buckets, lease });
   }
 
-  adjust(key: string, ratePerMs: number, burst: number, delta: number): Promise<void> {
+  settle(call: SettleCall): Promise<void> {
     const now = this.#clock();
-    const level = refill(this.#buckets.get(key), now, ratePerMs, burst);
-    this.#buckets.set(key, { level: Math.min(burst, level - delta), at: now, ratePerMs, burst });
-    return Promise.resolve();
-  }
-
-  release(key: string, id: string): Promise<void> {
-    const slots = this.#leases.get(key);
-    if (slots) {
-      slots.delete(id);
-      if (slots.size === 0) this.#leases.delete(key);
+    for (const { key, ratePerMs, burst, delta } of call.adjustments) {
+      const level = refill(this.#buckets.get(key), now, ratePerMs, burst);
+      this.#buckets.set(key, { level: Math.min(burst, level - delta), at: now, ratePerMs, burst });
+    }
+    if (call.release) {
+      const slots = this.#leases.get(call.release.key);
+      if (slots) {
+        slots.delete(call.release.id);
+        if (slots.size === 0) this.#leases.delete(call.release.key);
+      }
     }
     return Promise.resolve();
   }

@@ -12,7 +12,7 @@
  * failure means.
  */
 import { Redis } from 'ioredis';
-import type { AdmitCall, AdmitResult, LeaseOutcome, LimitStore } from './store.ts';
+import type { AdmitCall, AdmitResult, LeaseOutcome, LimitStore, SettleCall } from './store.ts';
 import { evaluate } from './token-bucket.ts';
 
 const NOW = `
@@ -78,10 +78,18 @@ out[n + 2] = leaseOk
 out[n + 3] = inFlight
 return out`;
 
-/** KEYS: bucket. ARGV: now, rate per ms, burst, delta (> 0 charges, < 0 refunds). */
-const ADJUST = `${NOW}${REFILL}
-local rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
-store(KEYS[1], math.min(burst, refill(KEYS[1], rate, burst) - tonumber(ARGV[4])), rate, burst)
+/**
+ * KEYS: the bucket keys, then the lease key if any. ARGV: now, bucket count, lease id or '', then 3
+ * per bucket: rate per ms, burst, delta (> 0 charges, < 0 refunds; a refund never overfills).
+ */
+const SETTLE = `${NOW}${REFILL}
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  local b = 4 + (i - 1) * 3
+  local rate, burst = tonumber(ARGV[b]), tonumber(ARGV[b + 1])
+  store(KEYS[i], math.min(burst, refill(KEYS[i], rate, burst) - tonumber(ARGV[b + 2])), rate, burst)
+end
+if ARGV[3] ~= '' then redis.call('ZREM', KEYS[n + 1], ARGV[3]) end
 return 1`;
 
 /** KEYS: lease set. ARGV: now, ttl ms, ids... Pushes the expiry of the ids still present. */
@@ -100,7 +108,7 @@ return redis.call('ZCARD', KEYS[1])`;
 
 interface ScriptedRedis extends Redis {
   sluiceAdmit(numKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
-  sluiceAdjust(key: string, ...args: Array<string | number>): Promise<number>;
+  sluiceSettle(numKeys: number, ...args: Array<string | number>): Promise<number>;
   sluiceRenew(key: string, ...args: Array<string | number>): Promise<number>;
   sluiceHeartbeat(key: string, ...args: Array<string | number>): Promise<number>;
 }
@@ -125,15 +133,17 @@ export class RedisStore implements LimitStore {
       connectTimeout: Math.max(1000, options.commandTimeoutMs),
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
-      // Commands issued in the same tick go out as one pipeline (one write, one read).
-      enableAutoPipelining: true,
+      // Not auto-pipelining: measured, its per-tick Pipeline objects cost more CPU (and GC) than
+      // the write syscalls they save at a few commands per request (test/bench: node CPU 47 -> 34
+      // µs per admitted-and-settled request at 32 in flight).
+      enableAutoPipelining: false,
       // Keep trying to reconnect, at most once a second.
       retryStrategy: (times) => Math.min(1000, 50 * times),
       lazyConnect: false,
     }) as ScriptedRedis;
     this.#redis.on('error', (err: Error) => options.onError?.(err));
     this.#redis.defineCommand('sluiceAdmit', { lua: ADMIT });
-    this.#redis.defineCommand('sluiceAdjust', { lua: ADJUST, numberOfKeys: 1 });
+    this.#redis.defineCommand('sluiceSettle', { lua: SETTLE });
     this.#redis.defineCommand('sluiceRenew', { lua: RENEW, numberOfKeys: 1 });
     this.#redis.defineCommand('sluiceHeartbeat', { lua: HEARTBEAT, numberOfKeys: 1 });
   }
@@ -173,12 +183,18 @@ export class RedisStore implements LimitStore {
     return { allowed: reply[0] === 1, buckets, lease };
   }
 
-  async adjust(key: string, ratePerMs: number, burst: number, delta: number): Promise<void> {
-    await this.#redis.sluiceAdjust(key, this.#now(), ratePerMs, burst, delta);
-  }
-
-  async release(key: string, id: string): Promise<void> {
-    await this.#redis.zrem(key, id);
+  async settle(call: SettleCall): Promise<void> {
+    const { adjustments, release } = call;
+    if (adjustments.length === 0) {
+      if (release) await this.#redis.zrem(release.key, release.id);
+      return;
+    }
+    const args: Array<string | number> = [];
+    for (const a of adjustments) args.push(a.key);
+    if (release) args.push(release.key);
+    args.push(this.#now(), adjustments.length, release ? release.id : '');
+    for (const a of adjustments) args.push(a.ratePerMs, a.burst, a.delta);
+    await this.#redis.sluiceSettle(adjustments.length + (release ? 1 : 0), ...args);
   }
 
   async renew(leases: ReadonlyArray<{ key: string; id: string }>, ttlMs: number): Promise<void> {

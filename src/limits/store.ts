@@ -60,11 +60,23 @@ export interface AdmitResult {
   readonly lease: LeaseOutcome | undefined;
 }
 
+/** A charge (`delta` > 0) or refund (`delta` < 0) after the fact; a refund never overfills. */
+export interface Adjustment {
+  readonly key: string;
+  readonly ratePerMs: number;
+  readonly burst: number;
+  readonly delta: number;
+}
+
+/** What one decision leaves behind when its request ends: one call, like the decision. */
+export interface SettleCall {
+  readonly adjustments: readonly Adjustment[];
+  readonly release?: { readonly key: string; readonly id: string } | undefined;
+}
+
 export interface LimitStore {
   admit(call: AdmitCall): Promise<AdmitResult>;
-  /** Charge (`delta` > 0) or refund (`delta` < 0) a bucket after the fact; a refund never overfills it. */
-  adjust(key: string, ratePerMs: number, burst: number, delta: number): Promise<void>;
-  release(key: string, id: string): Promise<void>;
+  settle(call: SettleCall): Promise<void>;
   /** Push the expiry of live leases to now + ttlMs. */
   renew(leases: ReadonlyArray<{ key: string; id: string }>, ttlMs: number): Promise<void>;
   close(): Promise<void>;

@@ -11,7 +11,7 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SluiceError } from '../errors/sluice-error.ts';
-import type { Charge, OutboundResult } from '../limits/limiter.ts';
+import type { Hold, OutboundResult } from '../limits/limiter.ts';
 import { buildUpstreamRequest, type Endpoint } from '../providers/openai.ts';
 import { pickTwoChoices } from '../routing/select.ts';
 import type { Deployment, ModelRoute, ProviderRuntime, Runtime } from '../runtime.ts';
@@ -49,8 +49,8 @@ export interface ExecuteRequest {
     attempts: number;
     deployment: string | undefined;
     fallback: string | undefined;
-    /** The outbound budget charges of the attempt that answered, settled when the request ends. */
-    outboundCharges: readonly Charge[] | undefined;
+    /** The outbound budget hold of the attempt that answered, settled when the request ends. */
+    outboundHold: Hold | undefined;
   };
   /** Provider outbound budgets (limits.providers), when any is configured. */
   readonly outbound?: OutboundGate | undefined;
@@ -62,8 +62,8 @@ export interface OutboundGate {
   spentFor(provider: ProviderRuntime): number;
   /** Takes this request's share before an attempt. */
   take(provider: ProviderRuntime): Promise<OutboundResult>;
-  /** Gives back the charges of an attempt that failed. */
-  refund(charges: readonly Charge[]): void;
+  /** Gives back the hold of an attempt that failed. */
+  refund(hold: Hold | undefined): void;
 }
 
 interface Answered {
@@ -134,7 +134,7 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
       throw allUnavailable(req.model, groups, deps.health);
     }
     const { deployment, group } = next;
-    let charges: readonly Charge[] = [];
+    let hold: Hold | undefined;
     if (outbound) {
       const taken = await outbound.take(deployment.provider);
       if (!taken.ok) {
@@ -142,7 +142,7 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
         tried.add(deployment.id);
         continue;
       }
-      charges = taken.charges;
+      hold = taken.hold;
     }
     const health = deps.health.get(deployment.id);
     const now = Date.now();
@@ -150,7 +150,7 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
       health.budget.recordRequest(now);
     } else if (!health.budget.tryRetry(now)) {
       deps.metrics.retryBudgetExhausted.inc({ deployment: deployment.id });
-      outbound?.refund(charges);
+      outbound?.refund(hold);
       throw lastError!;
     }
     if (progress.attempts > 0) deps.metrics.retries.inc({ deployment: deployment.id });
@@ -163,10 +163,10 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
       // Checked just above; a half-open breaker that gave its probe to another request meanwhile
       // (possible across the outbound budget's await) refuses, and the loop picks again.
       const answer = await health.breaker.run(() => attempt(req, deployment, group.name, deps));
-      progress.outboundCharges = charges;
+      progress.outboundHold = hold;
       return answer;
     } catch (err) {
-      outbound?.refund(charges);
+      outbound?.refund(hold);
       if (isBreakerRejection(err)) {
         progress.attempts--;
         continue;

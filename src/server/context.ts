@@ -1,5 +1,5 @@
 import type { Priority } from '../config/defaults.ts';
-import type { Admission, Charge } from '../limits/limiter.ts';
+import type { Admission, Hold } from '../limits/limiter.ts';
 import type { Runtime, Tenant } from '../runtime.ts';
 import type { Usage } from '../upstream/usage.ts';
 
@@ -24,8 +24,8 @@ export interface RequestContext {
   truncated: boolean;
   /** What the request holds from the limiter (leases, token charges), settled when it ends. */
   admission: Admission | undefined;
-  /** Outbound budget charges of the attempt that answered. */
-  outboundCharges: readonly Charge[] | undefined;
+  /** Outbound budget hold of the attempt that answered. */
+  outboundHold: Hold | undefined;
   /** Set once the response has ended (or the client went away) and the request was logged. */
   finished: boolean;
   /** Called when the client connection closes before the response finished. */

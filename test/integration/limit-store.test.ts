@@ -127,10 +127,14 @@ for (const [kind, make] of Object.entries(KINDS)) {
       if (!s) return;
       const b = bucket(s.key('e'), { burst: 10, cost: 4 });
       await s.store.admit({ buckets: [b] });
-      await s.store.adjust(b.key, b.ratePerMs, b.burst, -100);
+      await s.store.settle({
+        adjustments: [{ key: b.key, ratePerMs: b.ratePerMs, burst: b.burst, delta: -100 }],
+      });
       let r = await s.store.admit({ buckets: [bucket(b.key, { burst: 10, cost: 0 })] });
       assert.equal(r.buckets[0]!.remaining, 10);
-      await s.store.adjust(b.key, b.ratePerMs, b.burst, 14); // 10 - 14 = -4
+      await s.store.settle({
+        adjustments: [{ key: b.key, ratePerMs: b.ratePerMs, burst: b.burst, delta: 14 }],
+      }); // 10 - 14 = -4
       r = await s.store.admit({ buckets: [bucket(b.key, { burst: 10, cost: 1 })] });
       assert.equal(r.allowed, false);
       assert.equal(r.buckets[0]!.retryAfterMs, 2_500); // from -4 to 1 at 2/s
@@ -146,7 +150,7 @@ for (const [kind, make] of Object.entries(KINDS)) {
       const full = await s.store.admit({ buckets: [], lease: lease('c') });
       assert.equal(full.allowed, false);
       assert.equal(full.lease!.inFlight, 2);
-      await s.store.release(key, 'a');
+      await s.store.settle({ adjustments: [], release: { key, id: 'a' } });
       assert.equal((await s.store.admit({ buckets: [], lease: lease('c') })).allowed, true);
       s.clock.now += 600;
       await s.store.renew([{ key, id: 'c' }], 1_000); // b is not renewed
@@ -155,6 +159,31 @@ for (const [kind, make] of Object.entries(KINDS)) {
       assert.equal(r.allowed, true);
       assert.equal(r.lease!.inFlight, 2, 'c and d');
       assert.equal((await s.store.admit({ buckets: [], lease: lease('e') })).allowed, false);
+    });
+
+    test('settle adjusts several buckets and releases a lease in one call', async (t) => {
+      const s = await setup(t);
+      if (!s) return;
+      const a = bucket(s.key('h'), { burst: 10, cost: 5 });
+      const b = bucket(`${s.key('h')}:b`, { burst: 10, cost: 5 });
+      const lease = { key: `${s.key('h')}:l`, id: 'x', max: 1, ttlMs: 10_000, shadow: false };
+      assert.equal((await s.store.admit({ buckets: [a, b], lease })).allowed, true);
+      await s.store.settle({
+        adjustments: [
+          { key: a.key, ratePerMs: a.ratePerMs, burst: a.burst, delta: -3 },
+          { key: b.key, ratePerMs: b.ratePerMs, burst: b.burst, delta: 2 },
+        ],
+        release: { key: lease.key, id: 'x' },
+      });
+      const r = await s.store.admit({
+        buckets: [bucket(a.key, { burst: 10, cost: 0 }), bucket(b.key, { burst: 10, cost: 0 })],
+        lease: { ...lease, id: 'y' },
+      });
+      assert.deepEqual(
+        r.buckets.map((o) => o.remaining),
+        [8, 3],
+      );
+      assert.equal(r.lease!.allowed, true, 'the released slot is free');
     });
 
     test('a full lease set refuses the whole call: its buckets are not charged', async (t) => {

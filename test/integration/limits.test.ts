@@ -165,6 +165,7 @@ describe('priority under saturation', () => {
               recoverAfterSamples: 8,
             },
             fleet: { models: { 'slow-model': { maxInFlight: 4 } } },
+            tenants: { batchco: { requests: { limit: 100, per: 'day' } } },
           },
         }),
     });
@@ -188,7 +189,10 @@ describe('priority under saturation', () => {
     assert.equal((await post(h, slow)).status, 503, 'critical also stops at the full capacity');
     for (const r of await Promise.all([...held, ...critical])) assert.equal(r.status, 200);
     // Slots are released when requests end.
-    assert.equal((await post(h, chatBody({ model: 'slow-model' }), batch)).status, 200);
+    const last = await post(h, chatBody({ model: 'slow-model' }), batch);
+    assert.equal(last.status, 200);
+    // batchco paid for its 3 admitted requests; the one the fleet refused was given back.
+    assert.equal(last.headers.get('x-ratelimit-remaining-requests'), '97');
     assert.equal(await metric(h, 'sluice_limiter_decisions_total', 'layer="fleet",outcome="refused"'), 3);
   });
 

@@ -80,7 +80,7 @@ async function forward(
             provider,
             admission?.estimate ?? limiter.estimate({ runtime, endpoint, body }),
           ),
-        refund: (charges) => limiter.refund(charges),
+        refund: (hold) => limiter.refund(hold),
       }
     : undefined;
 
