@@ -267,9 +267,10 @@ export class Limiter {
       failOpen,
     );
     specs.forEach((spec, i) => {
-      this.#count(spec.layer, outcome(result.buckets[i]!.allowed, spec.shadow, store));
+      this.#count(spec.layer, outcome(result.buckets[i]!.allowed, spec.shadow, store, this.#store.hasRedis));
     });
-    if (lease) this.#count('concurrency', outcome(result.lease!.allowed, lease.shadow, store));
+    if (lease)
+      this.#count('concurrency', outcome(result.lease!.allowed, lease.shadow, store, this.#store.hasRedis));
     const headers = headersFor(specs, result.buckets);
     if (!result.allowed) {
       const error =
@@ -312,7 +313,7 @@ export class Limiter {
       },
       failOpen,
     );
-    this.#count('fleet', outcome(result.lease!.allowed, fleet.shadow, store));
+    this.#count('fleet', outcome(result.lease!.allowed, fleet.shadow, store, this.#store.hasRedis));
     if (!result.allowed) {
       throw new SluiceError(
         'capacity_exceeded',
@@ -374,7 +375,7 @@ export class Limiter {
     }
     const { result, store } = decision;
     specs.forEach((spec, i) => {
-      this.#count(spec.layer, outcome(result.buckets[i]!.allowed, spec.shadow, store));
+      this.#count(spec.layer, outcome(result.buckets[i]!.allowed, spec.shadow, store, this.#store.hasRedis));
     });
     if (!result.allowed) {
       const retryAfterMs = Math.max(
@@ -454,7 +455,10 @@ export class Limiter {
     const started = performance.now();
     try {
       const decision = await this.#store.admit(call, failOpen);
-      this.#metrics.hot.limiterDuration.get(decision.store).observe((performance.now() - started) / 1000);
+      // Local decisions take microseconds; their timing is only worth recording as a fallback.
+      if (this.#store.hasRedis) {
+        this.#metrics.hot.limiterDuration.get(decision.store).observe((performance.now() - started) / 1000);
+      }
       return decision;
     } catch (err) {
       if (err instanceof RedisUnavailable) {
@@ -493,10 +497,13 @@ export class Limiter {
   }
 }
 
-/** The decision label: allowed, refused, shadow_refused, or local (allowed while Redis is away). */
-function outcome(allowed: boolean, shadow: boolean, store: StoreName): string {
+/**
+ * The decision label: allowed, refused, shadow_refused, or local (allowed by the local fallback
+ * while Redis is away; with no Redis configured, local is simply where limits live: allowed).
+ */
+function outcome(allowed: boolean, shadow: boolean, store: StoreName, fallback: boolean): string {
   if (!allowed) return shadow ? 'shadow_refused' : 'refused';
-  return store === 'local' ? 'local' : 'allowed';
+  return store === 'local' && fallback ? 'local' : 'allowed';
 }
 
 function check(spec: BucketSpec, cost: number): BucketCheck {

@@ -28,7 +28,9 @@ export class MemoryStore implements LimitStore {
     let lease: LeaseOutcome | undefined;
     let slots: Map<string, number> | undefined;
     if (call.lease) {
-      slots = this.#liveSlots(call.lease.key, now);
+      // Expired slots only matter when they would make the set look full: sweep only then.
+      slots = this.#leases.get(call.lease.key) ?? new Map<string, number>();
+      if (slots.size >= call.lease.max) slots = this.#liveSlots(call.lease.key, now);
       const fits = slots.size < call.lease.max;
       lease = { allowed: fits, inFlight: slots.size };
       if (!fits && !call.lease.shadow) allowed = false;
