@@ -19,6 +19,7 @@ import type { Limiter } from './limits/limiter.ts';
 import { startLoadSampler } from './limits/load-sampler.ts';
 import { PRIORITY_HEADER, requestPriority } from './limits/priority.ts';
 import { WorkerShedder, type WorkerShedderSettings } from './limits/worker-shedder.ts';
+import { AdmissionQueues } from './queue/queues.ts';
 import { classifyFailure } from './resilience/failure-class.ts';
 import { HealthRegistry } from './resilience/health.ts';
 import type { Runtime } from './runtime.ts';
@@ -52,6 +53,7 @@ export interface Gateway {
   readonly health: HealthRegistry;
   readonly limiter: Limiter;
   readonly shedder: WorkerShedder;
+  readonly queues: AdmissionQueues;
   /** The config snapshot new requests get. */
   current(): Runtime;
   /** Swap in a new compiled config; requests already running keep theirs. */
@@ -81,6 +83,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   }
   limiter.start(runtime);
   const shedder = new WorkerShedder(shedderSettings(runtime.config));
+  const queues = new AdmissionQueues(runtime, metrics);
   let sampler: { stop(): void } | undefined;
   let samplerInterval = 0;
   const configureSampler = (config: Config) => {
@@ -175,6 +178,8 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       truncated: false,
       admission: undefined,
       outboundHold: undefined,
+      slot: undefined,
+      queueWaitMs: undefined,
       finished: false,
       onClientGone: undefined,
     };
@@ -221,6 +226,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     const ctx = request.sluice;
     ctx.finished = true;
     metrics.inFlight.dec();
+    ctx.slot?.release();
     if (ctx.admission !== undefined || ctx.outboundHold !== undefined) {
       limiter.settle(ctx.admission, ctx.outboundHold, ctx.usage, completed && status < 400);
     }
@@ -251,6 +257,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
         stream: ctx.stream,
         truncated: ctx.truncated || undefined,
         durationMs: Math.round(durationMs * 1000) / 1000,
+        queueWaitMs: ctx.queueWaitMs === undefined ? undefined : Math.round(ctx.queueWaitMs * 1000) / 1000,
         firstByteMs: ctx.firstByteMs === undefined ? undefined : Math.round(ctx.firstByteMs * 1000) / 1000,
         promptTokens: ctx.usage?.promptTokens,
         completionTokens: ctx.usage?.completionTokens,
@@ -264,8 +271,8 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
   registerModelsRoute(app);
-  registerInferenceRoutes(app, { pools, health, metrics, limiter });
-  registerAdminRoutes(app, { health, limiter, shedder });
+  registerInferenceRoutes(app, { pools, health, metrics, limiter, queues });
+  registerAdminRoutes(app, { health, limiter, shedder, queues });
   await registerPassthrough(app, pools, () => runtime);
 
   return {
@@ -275,11 +282,13 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     health,
     limiter,
     shedder,
+    queues,
     current: () => runtime,
     apply(next: Runtime) {
       pools.configure(originSettings(next));
       health.reconcile(next);
       limiter.apply(next);
+      queues.configure(next);
       shedder.configure(shedderSettings(next.config));
       configureSampler(next.config);
       runtime = next;

@@ -5,6 +5,7 @@
  */
 
 import { KeyIndex } from './auth/keys.ts';
+import { type ModelCapacity, queueCapacities } from './config/capacity.ts';
 import type { Priority } from './config/defaults.ts';
 import { mergeTimeouts } from './config/load.ts';
 import type { Config, ProviderConfig, Timeouts } from './config/schema.ts';
@@ -41,6 +42,8 @@ export interface ModelRoute {
   readonly contextFallback: string | undefined;
   /** The model-level total timeout (top-level and model settings merged): the request's deadline. */
   readonly totalTimeoutMs: number;
+  /** Admission-queue capacity on this instance (src/config/capacity.ts). */
+  readonly capacity: ModelCapacity;
 }
 
 export interface Tenant {
@@ -89,6 +92,7 @@ export function compileRuntime(config: Config, options: CompileOptions = {}): Ru
   }
 
   const models = new Map<string, ModelRoute>();
+  const capacities = queueCapacities(config);
   for (const [name, m] of Object.entries(config.models)) {
     const deployments = m.deployments.map((d): Deployment => {
       const provider = providers.get(d.provider)!;
@@ -107,6 +111,7 @@ export function compileRuntime(config: Config, options: CompileOptions = {}): Ru
       fallbacks: m.fallbacks ?? [],
       contextFallback: m.contextFallback,
       totalTimeoutMs: mergeTimeouts(config.timeouts, m.timeouts).totalTimeoutMs,
+      capacity: capacities.get(name)!,
     });
   }
 

@@ -56,6 +56,21 @@ export const DEFAULTS = Object.freeze({
     countRateLimits: false,
   }),
   tenant: Object.freeze({ priority: 'standard' as const }),
+  queue: Object.freeze({
+    enabled: true,
+    /** Requests waiting across all models on this instance. */
+    maxQueuedTotal: 10_000,
+    /** A model's maxQueued, when not set: this many waiting requests per slot (maxConcurrent). */
+    queuedPerSlot: 8,
+    /** Every agingMs a request has waited lifts it one priority class. */
+    agingMs: 2_000,
+    /** The longest a request waits for a slot, whatever its own deadline. */
+    maxWaitMs: 30_000,
+    /** Waiting requests one tenant may have per model; 0 = no bound of its own. */
+    maxQueuedPerTenant: 0,
+    /** Share of a model's maxQueued each priority may fill; the rest is kept for higher ones. */
+    shares: Object.freeze({ batch: 0.5, standard: 0.8, critical: 1 }),
+  }),
   limits: Object.freeze({
     redis: Object.freeze({
       /** Every key Sluice writes starts with this, so several gateways can share one Redis. */

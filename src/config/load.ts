@@ -6,19 +6,14 @@
 import { readFile } from 'node:fs/promises';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { queueCapacities } from './capacity.ts';
 import { DEFAULTS } from './defaults.ts';
 import { type Env, InterpolationError, interpolateTree } from './interpolate.ts';
+import { ConfigError } from './load-error.ts';
 import { joinPath } from './path.ts';
 import { type Config, type ConfigInput, ConfigSchema, type Timeouts, type TimeoutsConfig } from './schema.ts';
 
-export class ConfigError extends Error {
-  readonly path: string;
-  constructor(path: string, message: string) {
-    super(path ? `${path}: ${message}` : message);
-    this.name = 'ConfigError';
-    this.path = path;
-  }
-}
+export { ConfigError };
 
 const ajv = new Ajv({
   allErrors: false,
@@ -73,6 +68,8 @@ export function validateConfig(raw: unknown, env: Env): Config {
   doc.logging ??= {};
   doc.retry ??= {};
   doc.breaker ??= {};
+  doc.queue ??= {};
+  materialise(doc.queue, ['shares']);
   doc.limits ??= {};
   materialise(doc.limits, ['redis', 'tokenEstimate', 'worker', 'fleet']);
   materialise((doc.limits as Record<string, unknown>).fleet, ['shares']);
@@ -143,6 +140,10 @@ function checkReferences(config: Config): void {
     throw new ConfigError('passthrough.provider', `unknown provider "${config.passthrough.provider}"`);
   }
   checkLimits(config);
+  const { batch, standard, critical } = config.queue.shares;
+  if (batch > standard) throw new ConfigError('queue.shares.batch', 'must not exceed standard');
+  if (standard > critical) throw new ConfigError('queue.shares.standard', 'must not exceed critical');
+  queueCapacities(config);
   const owners = new Map<string, string>();
   for (const [name, tenant] of Object.entries(config.tenants)) {
     tenant.keys.forEach((key, i) => {

@@ -100,6 +100,29 @@ export const ModelSchema = closed({
     }),
   ),
   timeouts: Type.Optional(TimeoutsSchema),
+  queue: Type.Optional(
+    closed(
+      {
+        maxConcurrent: Type.Optional(
+          Type.Integer({
+            minimum: 1,
+            maximum: 100_000,
+            description:
+              "Requests calling this model's deployments at once on this instance; the rest wait. Default: its share of its providers' connections.",
+          }),
+        ),
+        maxQueued: Type.Optional(
+          Type.Integer({
+            minimum: 0,
+            maximum: 1_000_000,
+            description:
+              'Requests waiting for this model on this instance. Default: queue.queuedPerSlot x maxConcurrent.',
+          }),
+        ),
+      },
+      'The admission queue of this model (docs/queue.md).',
+    ),
+  ),
 });
 
 export const RetrySchema = closed({
@@ -314,6 +337,32 @@ export const LimitsSchema = closed({
   ),
 });
 
+export const QueueSchema = closed(
+  {
+    enabled: Type.Boolean({ default: DEFAULTS.queue.enabled }),
+    maxQueuedTotal: Type.Integer({ minimum: 0, maximum: 10_000_000, default: DEFAULTS.queue.maxQueuedTotal }),
+    queuedPerSlot: Type.Number({ minimum: 0, maximum: 10_000, default: DEFAULTS.queue.queuedPerSlot }),
+    agingMs: Type.Integer({ minimum: 1, maximum: 3_600_000, default: DEFAULTS.queue.agingMs }),
+    maxWaitMs: Type.Integer({ minimum: 1, maximum: 86_400_000, default: DEFAULTS.queue.maxWaitMs }),
+    maxQueuedPerTenant: Type.Integer({
+      minimum: 0,
+      maximum: 1_000_000,
+      default: DEFAULTS.queue.maxQueuedPerTenant,
+    }),
+    shares: Type.Optional(
+      closed(
+        {
+          batch: Share(DEFAULTS.queue.shares.batch),
+          standard: Share(DEFAULTS.queue.shares.standard),
+          critical: Share(DEFAULTS.queue.shares.critical),
+        },
+        "Share of a model's maxQueued each priority may fill; must be batch <= standard <= critical.",
+      ),
+    ),
+  },
+  "Admission queues: requests beyond a model's maxConcurrent wait here, bounded and by priority (docs/queue.md).",
+);
+
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
@@ -363,6 +412,7 @@ export const ConfigSchema = Type.Object(
     }),
     tenants: NamedMap(TenantSchema, { minProperties: 1 }),
     limits: Type.Optional(LimitsSchema),
+    queue: Type.Optional(QueueSchema),
     passthrough: Type.Optional(
       closed(
         { provider: Name },
@@ -395,8 +445,16 @@ export type LimitsConfig = Omit<LimitsInput, 'redis' | 'tokenEstimate' | 'worker
 };
 
 /** The validated config: every section present, every default filled in, deep-frozen. */
-export type Config = Omit<ConfigInput, 'server' | 'logging' | 'timeouts' | 'retry' | 'breaker' | 'limits'> & {
+export type QueueConfig = Required<Omit<Static<typeof QueueSchema>, 'shares'>> & {
+  shares: Required<NonNullable<Static<typeof QueueSchema>['shares']>>;
+};
+
+export type Config = Omit<
+  ConfigInput,
+  'server' | 'logging' | 'timeouts' | 'retry' | 'breaker' | 'limits' | 'queue'
+> & {
   limits: LimitsConfig;
+  queue: QueueConfig;
   server: Required<NonNullable<ConfigInput['server']>>;
   logging: Required<NonNullable<ConfigInput['logging']>>;
   timeouts: Timeouts;

@@ -53,6 +53,11 @@ export const ERROR_CATALOG = {
     type: 'requests',
     doc: 'The tenant already has `limits.tenants.<name>.concurrency.max` requests in flight across the fleet.',
   },
+  queue_tenant_full: {
+    status: 429,
+    type: 'requests',
+    doc: 'This tenant already has `queue.maxQueuedPerTenant` requests waiting for this model on this instance; `retry-after` estimates when the queue drains.',
+  },
   upstream_error: {
     status: 502,
     type: 'api_error',
@@ -123,6 +128,21 @@ export const ERROR_CATALOG = {
     status: 503,
     type: 'api_error',
     doc: 'Redis is unreachable and the tenant is set to fail closed (`failureMode: closed`).',
+  },
+  queue_full: {
+    status: 503,
+    type: 'api_error',
+    doc: "The model's admission queue on this instance holds all this priority class may fill (or the instance's total is reached); `retry-after` estimates when it drains.",
+  },
+  queue_wait_exceeds_deadline: {
+    status: 503,
+    type: 'api_error',
+    doc: "From its place in the queue and the model's recent service time, the request could not start before its deadline (`x-sluice-timeout-ms`, the model's total timeout, or `queue.maxWaitMs`); refused at once instead of served late.",
+  },
+  queue_timeout: {
+    status: 503,
+    type: 'api_error',
+    doc: 'The request waited in the admission queue until its deadline without getting a slot; it never reached a provider.',
   },
   shutting_down: {
     status: 503,

@@ -1,5 +1,6 @@
 import type { Priority } from '../config/defaults.ts';
 import type { Admission, Hold } from '../limits/limiter.ts';
+import type { Slot } from '../queue/queues.ts';
 import type { Runtime, Tenant } from '../runtime.ts';
 import type { Usage } from '../upstream/usage.ts';
 
@@ -26,6 +27,10 @@ export interface RequestContext {
   admission: Admission | undefined;
   /** Outbound budget hold of the attempt that answered. */
   outboundHold: Hold | undefined;
+  /** The admission-queue slot the request holds while it calls upstream. */
+  slot: Slot | undefined;
+  /** How long it waited for the slot, ms. */
+  queueWaitMs: number | undefined;
   /** Set once the response has ended (or the client went away) and the request was logged. */
   finished: boolean;
   /** Called when the client connection closes before the response finished. */

@@ -33,6 +33,12 @@ export interface Metrics {
   readonly workerShedLevel: Gauge;
   readonly eventLoopDelay: Gauge;
   readonly eventLoopUtilization: Gauge;
+  readonly queueDepth: Gauge<'model'>;
+  readonly queueInFlight: Gauge<'model'>;
+  /** Where the queue gauges read their values at scrape time. */
+  setQueueSource(source: () => Iterable<{ model: string; queued: number; inFlight: number }>): void;
+  readonly queueWait: Histogram<'model'>;
+  readonly queueRefusals: Counter<'model' | 'reason'>;
 }
 
 /** Gauge values of sluice_breaker_state. */
@@ -66,6 +72,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     buckets: LATENCY_BUCKETS,
     registers,
   });
+  // Read at scrape time (no per-request gauge updates); set by the admission queues.
+  let queueSource: () => Iterable<{ model: string; queued: number; inFlight: number }> = () => [];
   const limiterDecisions = new Counter({
     name: 'sluice_limiter_decisions_total',
     help: 'Limiter decisions by layer (worker, requests, tokens, concurrency, fleet, provider_requests, provider_tokens) and outcome (allowed, refused, shadow_refused, local, failed_closed).',
@@ -112,6 +120,40 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     eventLoopDelay: new Gauge({
       name: 'sluice_event_loop_delay_seconds',
       help: 'p99 event-loop delay over the last load sample.',
+      registers,
+    }),
+    queueDepth: new Gauge({
+      name: 'sluice_queue_depth',
+      help: "Requests waiting in a model's admission queue on this instance (the autoscaling signal).",
+      labelNames: ['model'],
+      registers,
+      collect() {
+        for (const q of queueSource()) this.set({ model: q.model }, q.queued);
+      },
+    }),
+    queueInFlight: new Gauge({
+      name: 'sluice_queue_in_flight',
+      help: "Requests holding one of a model's maxConcurrent slots on this instance.",
+      labelNames: ['model'],
+      registers,
+      collect() {
+        for (const q of queueSource()) this.set({ model: q.model }, q.inFlight);
+      },
+    }),
+    setQueueSource(source) {
+      queueSource = source;
+    },
+    queueWait: new Histogram({
+      name: 'sluice_queue_wait_seconds',
+      help: 'Time requests waited for a slot, by model (started requests, waits of 0 included).',
+      labelNames: ['model'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    }),
+    queueRefusals: new Counter({
+      name: 'sluice_queue_refusals_total',
+      help: 'Requests the admission queue refused or dropped, by model and reason (full, tenant_full, deadline, timeout, client_gone).',
+      labelNames: ['model', 'reason'],
       registers,
     }),
     eventLoopUtilization: new Gauge({

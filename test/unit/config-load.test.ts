@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { queueCapacities } from '../../src/config/capacity.ts';
 import { DEFAULTS } from '../../src/config/defaults.ts';
 import { ConfigError, parseConfig } from '../../src/config/load.ts';
 
@@ -140,6 +141,20 @@ describe('config loading', () => {
       'limits.fleet.shares.batch',
     ],
     ['a non-Redis URL', `${BASE}\nlimits: { redis: { url: "http://x" } }`, 'limits.redis.url'],
+    [
+      'a queue cap larger than the connection pool',
+      BASE.replace('apiKey: "${OPENAI_KEY}" }', 'apiKey: "${OPENAI_KEY}", connections: 8 }').replace(
+        'deployments: [{ provider: openai }]',
+        'deployments: [{ provider: openai }]\n    queue: { maxConcurrent: 16 }',
+      ),
+      'models["gpt-4.1"].queue.maxConcurrent',
+    ],
+    [
+      'queue shares out of order',
+      `${BASE}\nqueue: { shares: { standard: 0.9, critical: 0.5 } }`,
+      'queue.shares.standard',
+    ],
+    ['a negative queue bound', `${BASE}\nqueue: { maxQueuedTotal: -1 }`, 'queue.maxQueuedTotal'],
     ['invalid YAML', 'providers: [unclosed', ''],
     ['not a mapping', '- a\n- b', ''],
   ];
@@ -158,6 +173,26 @@ describe('config loading', () => {
     assert.deepEqual(c.limits.fleet.shares, { ...DEFAULTS.limits.fleetShares });
     assert.equal(c.limits.leaseTtlMs, DEFAULTS.limits.leaseTtlMs);
     assert.equal(parseConfig(BASE, ENV).limits.redis.failureMode, 'open');
+  });
+
+  it('sizes each model queue from its share of the connection pools it uses', () => {
+    const text = `
+providers:
+  a: { kind: openai, baseUrl: "https://a.example/v1", connections: 30 }
+  b: { kind: openai, baseUrl: "https://a.example/other/v1", connections: 10 }
+  c: { kind: openai, baseUrl: "https://c.example/v1", connections: 8 }
+models:
+  m1: { deployments: [{ provider: a }] }
+  m2: { deployments: [{ provider: b }, { provider: c }] }
+  m3: { deployments: [{ provider: c }], queue: { maxConcurrent: 2, maxQueued: 5 } }
+tenants:
+  acme: { keys: ["${KEY}"] }
+`;
+    const caps = queueCapacities(parseConfig(text, ENV));
+    // a.example's pool is 40 (a + b), shared by m1 and m2: 20 each; c.example's 8 by m2 and m3.
+    assert.deepEqual(caps.get('m1'), { maxConcurrent: 20, maxQueued: 160 });
+    assert.deepEqual(caps.get('m2'), { maxConcurrent: 4, maxQueued: 32 }, 'the smaller of its shares');
+    assert.deepEqual(caps.get('m3'), { maxConcurrent: 2, maxQueued: 5 });
   });
 
   it('refuses the same key given to two tenants', () => {

@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SluiceError } from '../../errors/sluice-error.ts';
 import type { Limiter } from '../../limits/limiter.ts';
 import type { Endpoint } from '../../providers/openai.ts';
+import type { AdmissionQueues } from '../../queue/queues.ts';
 import { type Answer, execute, type OutboundGate } from '../../resilience/execute.ts';
 import type { HealthRegistry } from '../../resilience/health.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
@@ -21,6 +22,7 @@ export interface InferenceDeps {
   readonly health: HealthRegistry;
   readonly metrics: Metrics;
   readonly limiter: Limiter;
+  readonly queues: AdmissionQueues;
 }
 
 /** The client's own deadline for the whole request, in ms; capped by the model's totalTimeoutMs. */
@@ -92,6 +94,28 @@ async function forward(
     clearTimeout(deadlineTimer);
     ctx.onClientGone = undefined;
   };
+
+  // The admission queue: one of the model's maxConcurrent slots now, or a bounded wait in line.
+  try {
+    const slot = deps.queues.acquire({
+      model,
+      priority: ctx.priority,
+      tenant: ctx.tenant!.name,
+      deadline: ctx.startedAt + budgetMs,
+      signal: controller.signal,
+    });
+    ctx.slot = slot instanceof Promise ? await slot : slot;
+  } catch (err) {
+    cleanup();
+    throw err;
+  }
+  ctx.queueWaitMs = ctx.slot.waitedMs;
+  if (ctx.finished) {
+    // The client went away just as the slot was granted: give it to the next in line.
+    cleanup();
+    ctx.slot.release();
+    throw new SluiceError('client_closed_request', 'The client closed the connection.');
+  }
 
   let answer: Answer;
   try {

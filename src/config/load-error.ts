@@ -1,0 +1,9 @@
+/** A config that cannot be used; `path` names the field (`models.gpt-4o.deployments[0].provider`). */
+export class ConfigError extends Error {
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super(path ? `${path}: ${message}` : message);
+    this.name = 'ConfigError';
+    this.path = path;
+  }
+}
