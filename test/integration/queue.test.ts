@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { hashKey } from '../../src/auth/keys.ts';
 import type { FakeProvider } from '../../src/fake-provider/server.ts';
 import {
@@ -189,3 +191,98 @@ describe('admission queue', () => {
     await Promise.all(running);
   });
 });
+
+describe('admission queue: streams and scale', () => {
+  test('a stream holds its slot until its last chunk', async (t) => {
+    const h = await startHarness({
+      config: (fake) => config(fake, {}, { maxConcurrent: 1, maxQueued: 10 }, 0),
+      fakeDefaults: { chunks: 5, chunkGapMs: 100 },
+    });
+    t.after(() => h.close());
+    const started = performance.now();
+    const stream = fetch(`${h.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: h.headers(),
+      body: chatBody({ model: 'q-model', stream: true }),
+    }).then(async (r) => {
+      await r.text();
+      return performance.now() - started;
+    });
+    await waitFor(() => h.fake.stats.inFlight === 1);
+    const json = await post(h);
+    const jsonDone = performance.now() - started;
+    assert.equal(json.status, 200);
+    const streamDone = await stream;
+    assert.ok(
+      jsonDone >= streamDone - 5,
+      `the JSON request started after the stream ended (${Math.round(jsonDone)} vs ${Math.round(streamDone)} ms)`,
+    );
+    assert.equal(h.fake.stats.maxInFlight, 1);
+  });
+
+  test('50,000 waiting requests stay in bounded memory, the next is refused, and all leave cleanly', async (t) => {
+    const { AdmissionQueues } = await import('../../src/queue/queues.ts');
+    const { compileRuntime } = await import('../../src/runtime.ts');
+    const { validateConfig } = await import('../../src/config/load.ts');
+    const { createMetrics } = await import('../../src/telemetry/metrics.ts');
+    const runtime = compileRuntime(
+      validateConfig(
+        {
+          providers: { p: { kind: 'openai', baseUrl: 'http://127.0.0.1:9/v1', connections: 1 } },
+          models: { m: { deployments: [{ provider: 'p' }], queue: { maxConcurrent: 1, maxQueued: 50_000 } } },
+          tenants: { t: { keys: [hashKey('k')] } },
+          queue: { maxQueuedTotal: 50_000, maxWaitMs: 3_600_000 },
+        },
+        {},
+      ),
+    );
+    const queues = new AdmissionQueues(runtime, createMetrics({ defaultMetrics: false }));
+    const model = runtime.models.get('m')!;
+    // One signal per request, as the gateway gives each (one signal with 50,000 listeners would
+    // measure EventTarget, not the queue).
+    const controllers: AbortController[] = [];
+    const ask = () => {
+      const controller = new AbortController();
+      controllers.push(controller);
+      return queues.acquire({
+        model,
+        priority: 'critical',
+        tenant: 't',
+        deadline: performance.now() + 3_600_000,
+        signal: controller.signal,
+      });
+    };
+    // Whatever happens, nobody is left waiting (their timers would hold the process).
+    t.after(() => {
+      for (const c of controllers)
+        c.abort(Object.assign(new Error('gone'), { kind: 'client_closed_request' }));
+    });
+    const first = ask() as { release(): void };
+    const gc = fullGc();
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const waiting: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 50_000; i++)
+      waiting.push((ask() as Promise<unknown>).catch((e: { code: string }) => e.code));
+    gc();
+    const perWaiter = (process.memoryUsage().heapUsed - before) / 50_000;
+    assert.equal(queues.snapshot()[0]!.queued, 50_000);
+    assert.throws(ask, { code: 'queue_full' });
+    assert.ok(
+      perWaiter < 4_096,
+      `${Math.round(perWaiter)} bytes per waiting request (its abort signal, promise and timer included)`,
+    );
+    for (const c of controllers) c.abort(Object.assign(new Error('gone'), { kind: 'client_closed_request' }));
+    const codes = await Promise.all(waiting);
+    assert.equal(codes.filter((c) => c === 'client_closed_request').length, 50_000);
+    assert.equal(queues.snapshot()[0]!.queued, 0);
+    first.release();
+    assert.equal(queues.snapshot()[0]!.inFlight, 0);
+  });
+});
+
+/** A full garbage collection, so heap figures count live objects only. */
+function fullGc(): () => void {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
