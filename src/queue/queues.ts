@@ -54,6 +54,7 @@ export class AdmissionQueues {
   readonly #metrics: Metrics;
   readonly #clock: () => number;
   readonly #queues = new Map<string, ModelQueue<Pending>>();
+  readonly #waitChildren = new Map<string, { observe(value: number): void }>();
   #config: QueueConfig;
   #total = 0;
 
@@ -101,7 +102,7 @@ export class AdmissionQueues {
     });
     if ('refused' in result) throw this.#refusal(model, result.refused);
     if (result.started) {
-      this.#metrics.queueWait.observe({ model }, 0);
+      this.#wait(model).observe(0);
       return this.#slot(model, queue, now, 0);
     }
     const waiter = result.waiter;
@@ -209,9 +210,19 @@ export class AdmissionQueues {
       this.#total--;
       this.#done(w.value);
       const waited = now - w.enqueuedAt;
-      this.#metrics.queueWait.observe({ model }, waited / 1000);
+      this.#wait(model).observe(waited / 1000);
       w.value.resolve(this.#slot(model, queue, now, waited));
     }
+  }
+
+  /** The model's wait histogram child, cached: labelling by object hashes on every call. */
+  #wait(model: string): { observe(value: number): void } {
+    let child = this.#waitChildren.get(model);
+    if (!child) {
+      child = this.#metrics.queueWait.labels(model);
+      this.#waitChildren.set(model, child);
+    }
+    return child;
   }
 
   #done(p: Pending): void {
