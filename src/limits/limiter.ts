@@ -185,6 +185,12 @@ export class Limiter {
     return estimateTokens(input.endpoint, input.body, input.runtime.config.limits.tokenEstimate);
   }
 
+  /** Sync: does any of layers 2-4 apply to this tenant and model? (Saves a promise when none does.) */
+  applies(runtime: Runtime, tenant: string, model: string): boolean {
+    const plan = this.#plan(runtime);
+    return plan.tenants.has(tenant) || plan.fleet.has(model);
+  }
+
   /**
    * Layers 2 to 4. Resolves to what the request holds (undefined when no limit applies to it), or
    * rejects with the SluiceError to answer; `setHeaders` receives the x-ratelimit-* headers first.

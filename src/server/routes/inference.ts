@@ -63,10 +63,12 @@ async function forward(
   const { limiter } = deps;
   const runtime = ctx.runtime;
   // Limiter layers 2-4 (layer 1, the worker shedder, ran in the request hook).
-  const admission = await limiter.admit(
-    { runtime, tenant: ctx.tenant!, priority: ctx.priority, model, endpoint, body },
-    (headers) => reply.headers(headers),
-  );
+  const admission = limiter.applies(runtime, ctx.tenant!.name, model.name)
+    ? await limiter.admit(
+        { runtime, tenant: ctx.tenant!, priority: ctx.priority, model, endpoint, body },
+        (headers) => reply.headers(headers),
+      )
+    : undefined;
   // The client may have gone while the limiter decided: then nothing is held on its behalf.
   if (ctx.finished) {
     admission?.settle(undefined, false);
