@@ -171,6 +171,24 @@ describe('admission queue', () => {
     assert.equal(h.fake.stats.byBehaviour.q, 1);
   });
 
+  test('queue.enabled: false sends every request upstream at once', async (t) => {
+    const h = await startHarness({
+      config: (fake) => {
+        const c = config(fake, { enabled: false }, { maxConcurrent: 1, maxQueued: 0 }, 200);
+        (c.providers as Record<string, { connections: number }>).q!.connections = 4;
+        return c;
+      },
+    });
+    t.after(() => h.close());
+    const statuses = await Promise.all(Array.from({ length: 3 }, () => post(h).then((r) => r.status)));
+    assert.deepEqual(statuses, [200, 200, 200]);
+    assert.equal(
+      h.fake.stats.maxInFlight,
+      3,
+      'not capped by the queue (maxConcurrent 1), only by the pool (4)',
+    );
+  });
+
   test('GET /admin/queues shows each model queue', async (t) => {
     const h = await startHarness({
       config: (fake) => config(fake, {}, { maxConcurrent: 1, maxQueued: 10 }, 300),
