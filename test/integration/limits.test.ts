@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { validateConfig } from '../../src/config/load.ts';
 import type { FakeProvider } from '../../src/fake-provider/server.ts';
+import { compileRuntime } from '../../src/runtime.ts';
 import {
   baseConfig,
   chatBody,
@@ -304,3 +306,36 @@ function withFakeModels(fake: FakeProvider, extra: Record<string, unknown>): Rec
     ...extra,
   };
 }
+
+describe('limits follow a config reload', () => {
+  test('a shadow limit dark-launched, then enforced by a reload, refuses exactly what it reported', async (t) => {
+    const limits = (shadow: boolean) => ({
+      tenants: { acme: { requests: { limit: 2, per: 'day', shadow } } },
+    });
+    let fakeRef: FakeProvider | undefined;
+    const h = await startHarness({
+      config: (fake) => {
+        fakeRef = fake;
+        return { ...baseConfig(fake), limits: limits(true) };
+      },
+    });
+    t.after(() => h.close());
+    for (let i = 0; i < 4; i++) assert.equal((await post(h, chatBody())).status, 200);
+    assert.equal(
+      await metric(h, 'sluice_limiter_decisions_total', 'layer="requests",outcome="shadow_refused"'),
+      2,
+    );
+    h.gateway.apply(
+      compileRuntime(
+        validateConfig(
+          { ...baseConfig(fakeRef!), server: { host: '127.0.0.1', port: 0 }, limits: limits(false) },
+          {},
+        ),
+      ),
+    );
+    // The bucket was charged only for the two it admitted: enforced now, it is empty.
+    const res = await post(h, chatBody());
+    assert.equal(res.status, 429);
+    assert.equal(h.fake.stats.requests, 4);
+  });
+});

@@ -8,7 +8,9 @@ import { describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { hashKey } from '../../src/auth/keys.ts';
+import { validateConfig } from '../../src/config/load.ts';
 import type { FakeProvider } from '../../src/fake-provider/server.ts';
+import { compileRuntime } from '../../src/runtime.ts';
 import {
   baseConfig,
   chatBody,
@@ -186,6 +188,29 @@ describe('admission queue', () => {
       h.fake.stats.maxInFlight,
       3,
       'not capped by the queue (maxConcurrent 1), only by the pool (4)',
+    );
+  });
+
+  test('a reload that raises maxConcurrent starts waiting requests at once', async (t) => {
+    let fakeRef: FakeProvider | undefined;
+    const h = await startHarness({
+      config: (fake) => {
+        fakeRef = fake;
+        const c = config(fake, {}, { maxConcurrent: 1, maxQueued: 10 }, 500);
+        (c.providers as Record<string, { connections: number }>).q!.connections = 4;
+        return c;
+      },
+    });
+    t.after(() => h.close());
+    const all = Array.from({ length: 4 }, () => post(h));
+    await waitFor(() => h.gateway.queues.snapshot().find((q) => q.model === 'q-model')!.queued === 3);
+    const next = config(fakeRef!, {}, { maxConcurrent: 4, maxQueued: 10 }, 500);
+    (next.providers as Record<string, { connections: number }>).q!.connections = 4;
+    h.gateway.apply(compileRuntime(validateConfig({ ...next, server: { host: '127.0.0.1', port: 0 } }, {})));
+    await waitFor(() => h.fake.stats.inFlight === 4, 400, 'all four upstream before the first finished');
+    assert.deepEqual(
+      (await Promise.all(all)).map((r) => r.status),
+      [200, 200, 200, 200],
     );
   });
 
