@@ -209,7 +209,10 @@ export class Limiter {
     if (!tenant && !fleet) return undefined;
     const estimate = this.estimate(input);
     const failOpen = tenant?.failOpen ?? input.runtime.config.limits.redis.failureMode === 'open';
-    const tenantCall = tenant && this.#tenantCall(input, tenant, estimate);
+    const call = tenant && this.#tenantCall(input, tenant, estimate);
+    // A tenant whose limits are all for other models has nothing to decide here.
+    const tenantCall = call && (call.specs.length > 0 || call.lease) ? call : undefined;
+    if (!tenantCall && !fleet) return new Admission(this, estimate, []);
     const [t, f] = await Promise.allSettled([
       tenantCall && this.#decideTenant(tenantCall, failOpen),
       fleet && this.#decideFleet(input, fleet, failOpen),

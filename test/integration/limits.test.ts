@@ -339,3 +339,26 @@ describe('limits follow a config reload', () => {
     assert.equal(h.fake.stats.requests, 4);
   });
 });
+
+describe('limits on one model only', () => {
+  test("a tenant's limits for another model cost this one nothing: no decision, no headers", async (t) => {
+    const h = await startHarness({
+      config: (fake) => ({
+        ...baseConfig(fake),
+        limits: { tenants: { acme: { models: { 'test-model': { requests: { limit: 10, per: 'day' } } } } } },
+      }),
+    });
+    t.after(() => h.close());
+    const other = await fetch(`${h.url}/v1/embeddings`, {
+      method: 'POST',
+      headers: h.headers(),
+      body: JSON.stringify({ model: 'text-embedding-test', input: 'hi' }),
+    });
+    assert.equal(other.status, 200);
+    assert.equal(other.headers.get('x-ratelimit-limit-requests'), null);
+    assert.equal(await metric(h, 'sluice_limiter_decisions_total', 'layer="requests",outcome="allowed"'), 0);
+    const limited = await post(h, chatBody());
+    assert.equal(limited.headers.get('x-ratelimit-remaining-requests'), '9');
+    assert.equal(await metric(h, 'sluice_limiter_decisions_total', 'layer="requests",outcome="allowed"'), 1);
+  });
+});
