@@ -8,12 +8,9 @@
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
-import { buildApp } from '../src/app.ts';
 import { hashKey } from '../src/auth/keys.ts';
-import { validateConfig } from '../src/config/load.ts';
 import { startFakeProvider } from '../src/fake-provider/server.ts';
-import { compileRuntime } from '../src/runtime.ts';
-import { createLoggers } from '../src/telemetry/logger.ts';
+import { inProcessGateway } from './gateway.ts';
 
 const { values } = parseArgs({
   options: {
@@ -39,9 +36,8 @@ async function main(): Promise<void> {
   const fake = await startFakeProvider({ port: 0 });
   const deadPort = await closedPort();
   // Product defaults for retry and breaker settings: this measures what users get.
-  const config = validateConfig(
+  const { gateway, url } = await inProcessGateway(
     {
-      server: { host: '127.0.0.1', port: 0 },
       logging: { level: 'warn' },
       providers: {
         live: {
@@ -54,14 +50,8 @@ async function main(): Promise<void> {
       models: { 'fault-model': { deployments: [{ provider: 'live' }, { provider: 'dead' }] } },
       tenants: { bench: { keys: [hashKey(KEY)] } },
     },
-    {},
+    'warn',
   );
-  const loggers = createLoggers('warn');
-  const gateway = await buildApp(compileRuntime(config), {
-    logger: loggers.log,
-    accessLogger: loggers.access,
-  });
-  const url = await gateway.app.listen({ host: '127.0.0.1', port: 0 });
   const agent = new Agent({ connections: CONCURRENCY });
   const body = JSON.stringify({ model: 'fault-model', messages: [{ role: 'user', content: 'hello' }] });
   const statuses = new Map<number, number>();

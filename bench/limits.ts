@@ -16,12 +16,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Agent, request } from 'undici';
-import { buildApp, type Gateway } from '../src/app.ts';
+import type { Gateway } from '../src/app.ts';
 import { hashKey } from '../src/auth/keys.ts';
-import { validateConfig } from '../src/config/load.ts';
 import { type FakeProvider, startFakeProvider } from '../src/fake-provider/server.ts';
-import { compileRuntime } from '../src/runtime.ts';
-import { createLoggers } from '../src/telemetry/logger.ts';
+import { inProcessGateway } from './gateway.ts';
 import { runPhase } from './phase.ts';
 import { freePort, pinSelf, spawnPinned, stop, waitReady } from './procs.ts';
 import { CHAT_BODY, HEADERS, PROVIDER_CORE, PROXY_CORE, ROOT, sluiceConfig, startFake } from './setup.ts';
@@ -44,21 +42,17 @@ const DEADLINE = Date.now() + 150_000;
 type Limits = Record<string, unknown>;
 
 async function gateway(fake: FakeProvider, limits: Limits): Promise<{ gw: Gateway; url: string }> {
-  const config = validateConfig(
+  const { gateway: gw, url } = await inProcessGateway(
     {
-      server: { host: '127.0.0.1', port: 0 },
       logging: { level: 'warn' },
       providers: { fake: { kind: 'openai', baseUrl: fake.baseUrl, connections: 64 } },
       models: { 'bench-model': { deployments: [{ provider: 'fake' }] } },
       tenants: { bench: { keys: [hashKey(KEY)] } },
       limits: { worker: { enabled: false }, ...limits },
     },
-    {},
+    'warn',
   );
-  // Gateway warnings (e.g. Redis fallbacks) go to stderr, not into the tables on stdout.
-  const loggers = createLoggers('warn', { write: (line: string) => process.stderr.write(line) });
-  const gw = await buildApp(compileRuntime(config), { logger: loggers.log, accessLogger: loggers.access });
-  return { gw, url: await gw.app.listen({ host: '127.0.0.1', port: 0 }) };
+  return { gw, url };
 }
 
 const BODY = JSON.stringify({ model: 'bench-model', messages: [{ role: 'user', content: 'hello' }] });

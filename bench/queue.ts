@@ -8,12 +8,9 @@
 //   node bench/queue.ts [--cap 8] [--clients 160] [--seconds 10] [--deadline-ms 1000]
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
-import { buildApp } from '../src/app.ts';
 import { hashKey } from '../src/auth/keys.ts';
-import { validateConfig } from '../src/config/load.ts';
 import { startFakeProvider } from '../src/fake-provider/server.ts';
-import { compileRuntime } from '../src/runtime.ts';
-import { createLoggers } from '../src/telemetry/logger.ts';
+import { inProcessGateway } from './gateway.ts';
 
 const { values } = parseArgs({
   options: {
@@ -31,9 +28,10 @@ const KEY = 'sk-bench-queue';
 
 async function main(): Promise<void> {
   const fake = await startFakeProvider({ port: 0 });
-  const config = validateConfig(
+  // The access log, parsed for each admitted request's queue wait; nothing printed.
+  const waits: number[] = [];
+  const { gateway, url } = await inProcessGateway(
     {
-      server: { host: '127.0.0.1', port: 0 },
       logging: { level: 'info' },
       providers: {
         slow: {
@@ -46,22 +44,13 @@ async function main(): Promise<void> {
       tenants: { bench: { keys: [hashKey(KEY)] } },
       limits: { worker: { enabled: false } },
     },
-    {},
-  );
-  // The access log, parsed for each admitted request's queue wait; nothing printed.
-  const waits: number[] = [];
-  const loggers = createLoggers('info', {
-    write(line: string) {
+    'info',
+    (line) => {
       if (!line.includes('"msg":"request"')) return;
       const entry = JSON.parse(line) as { status?: number; queueWaitMs?: number };
       if (entry.status === 200 && entry.queueWaitMs !== undefined) waits.push(entry.queueWaitMs);
     },
-  });
-  const gateway = await buildApp(compileRuntime(config), {
-    logger: loggers.log,
-    accessLogger: loggers.access,
-  });
-  const url = await gateway.app.listen({ host: '127.0.0.1', port: 0 });
+  );
   const agent = new Agent({ connections: CLIENTS });
   const body = JSON.stringify({ model: 'burst-model', messages: [{ role: 'user', content: 'hello' }] });
   const codes = new Map<string, number>();

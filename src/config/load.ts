@@ -140,9 +140,7 @@ function checkReferences(config: Config): void {
     throw new ConfigError('passthrough.provider', `unknown provider "${config.passthrough.provider}"`);
   }
   checkLimits(config);
-  const { batch, standard, critical } = config.queue.shares;
-  if (batch > standard) throw new ConfigError('queue.shares.batch', 'must not exceed standard');
-  if (standard > critical) throw new ConfigError('queue.shares.standard', 'must not exceed critical');
+  checkShares(config.queue.shares, 'queue.shares');
   queueCapacities(config);
   const owners = new Map<string, string>();
   for (const [name, tenant] of Object.entries(config.tenants)) {
@@ -179,6 +177,12 @@ function checkLimits(config: Config): void {
   const { batch, standard, critical } = limits.fleet.shares;
   if (batch > standard) throw new ConfigError('limits.fleet.shares.batch', 'must not exceed standard');
   if (standard > critical) throw new ConfigError('limits.fleet.shares.standard', 'must not exceed critical');
+}
+
+/** Priority shares must not let a lower class fill more than a higher one. */
+function checkShares(shares: { batch: number; standard: number; critical: number }, at: string): void {
+  if (shares.batch > shares.standard) throw new ConfigError(`${at}.batch`, 'must not exceed standard');
+  if (shares.standard > shares.critical) throw new ConfigError(`${at}.standard`, 'must not exceed critical');
 }
 
 /** Narrowest wins: model over provider over the top-level section over the built-in defaults. */

@@ -97,22 +97,15 @@ export class FailoverStore {
     } else if (this.#redis && !failOpen) {
       throw new RedisUnavailable(undefined);
     }
-    const share = this.#redis ? 1 / this.#instances : 1;
+    const share = this.#share();
     return { result: await this.#local.admit(share === 1 ? call : scale(call, share)), store: 'local' };
   }
 
   /** Settles a decision in the store that made it (locally with the same share it was made with). */
   settle(store: StoreName, call: SettleCall): void {
     if (store === 'local') {
-      const share = this.#redis ? 1 / this.#instances : 1;
-      const adjustments =
-        share === 1
-          ? call.adjustments
-          : call.adjustments.map((a) => ({
-              ...a,
-              ratePerMs: a.ratePerMs * share,
-              burst: Math.max(1, a.burst * share),
-            }));
+      const share = this.#share();
+      const adjustments = share === 1 ? call.adjustments : call.adjustments.map((a) => scaleBucket(a, share));
       void this.#local.settle({ adjustments, release: call.release });
     } else {
       this.#redis?.settle(call).catch((err) => this.#options.onError?.(err));
@@ -144,6 +137,11 @@ export class FailoverStore {
   async close(): Promise<void> {
     await this.#local.close();
     await this.#redis?.close();
+  }
+
+  /** The share of every limit this instance enforces locally: all of it without Redis. */
+  #share(): number {
+    return this.#redis ? 1 / this.#instances : 1;
   }
 
   /** Redis, when the breaker lets this call try it. */
@@ -183,11 +181,11 @@ export class FailoverStore {
 /** The same call with every limit cut to this instance's share (never below one request). */
 function scale(call: AdmitCall, share: number): AdmitCall {
   return {
-    buckets: call.buckets.map((b) => ({
-      ...b,
-      ratePerMs: b.ratePerMs * share,
-      burst: Math.max(1, b.burst * share),
-    })),
+    buckets: call.buckets.map((b) => scaleBucket(b, share)),
     lease: call.lease && { ...call.lease, max: Math.max(1, Math.ceil(call.lease.max * share)) },
   };
+}
+
+function scaleBucket<B extends { ratePerMs: number; burst: number }>(bucket: B, share: number): B {
+  return { ...bucket, ratePerMs: bucket.ratePerMs * share, burst: Math.max(1, bucket.burst * share) };
 }

@@ -85,11 +85,6 @@ export class MemoryStore implements LimitStore {
     return Promise.resolve();
   }
 
-  /** Number of buckets and lease sets held (for tests of the sweep). */
-  get size(): number {
-    return this.#buckets.size + this.#leases.size;
-  }
-
   #liveSlots(key: string, now: number): Map<string, number> {
     const slots = this.#leases.get(key) ?? new Map<string, number>();
     for (const [id, expiry] of slots) if (expiry <= now) slots.delete(id);

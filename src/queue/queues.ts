@@ -127,20 +127,10 @@ export class AdmissionQueues {
       };
       pending.timer = setTimeout(() => leave('timeout'), Math.max(0, waitDeadline - now));
       if (req.signal.aborted) {
-        leave(
-          (req.signal.reason as { kind?: string })?.kind === 'client_closed_request'
-            ? 'client_gone'
-            : 'timeout',
-        );
+        leave(whyAborted(req.signal));
         return;
       }
-      // The request's signal also carries its deadline; only a client that left is "client_gone".
-      const onAbort = () =>
-        leave(
-          (req.signal.reason as { kind?: string })?.kind === 'client_closed_request'
-            ? 'client_gone'
-            : 'timeout',
-        );
+      const onAbort = () => leave(whyAborted(req.signal));
       req.signal.addEventListener('abort', onAbort, { once: true });
       pending.cleanup = () => req.signal.removeEventListener('abort', onAbort);
     });
@@ -253,6 +243,13 @@ export class AdmissionQueues {
       { retryAfterSeconds },
     );
   }
+}
+
+/** The request's signal carries both its client leaving and its deadline passing. */
+function whyAborted(signal: AbortSignal): 'client_gone' | 'timeout' {
+  return (signal.reason as { kind?: string } | undefined)?.kind === 'client_closed_request'
+    ? 'client_gone'
+    : 'timeout';
 }
 
 /** A retry-after in whole seconds, at least 1. */

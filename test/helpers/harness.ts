@@ -109,3 +109,21 @@ export async function waitFor(
 
 export const chatBody = (extra: Record<string, unknown> = {}) =>
   JSON.stringify({ model: 'test-model', messages: [{ role: 'user', content: 'hello' }], ...extra });
+
+/**
+ * Providers like the harness's `fake`, each on the same fake provider with a behaviour path
+ * segment (e.g. `{ bad: 'status=400,tag=bad' }` -> `<origin>/fake/status=400,tag=bad/v1`).
+ */
+export function behaviourProviders(
+  fake: FakeProvider,
+  behaviours: Record<string, string>,
+): Record<string, Record<string, unknown>> {
+  const base = (baseConfig(fake).providers as Record<string, Record<string, unknown>>).fake!;
+  const origin = fake.baseUrl.replace(/\/v1$/, '');
+  return Object.fromEntries(
+    Object.entries(behaviours).map(([name, path]) => [
+      name,
+      { ...base, baseUrl: `${origin}/fake/${path}/v1` },
+    ]),
+  );
+}

@@ -10,7 +10,15 @@ import { after, describe, test } from 'node:test';
 import { Pool } from 'undici';
 import { hashKey } from '../../src/auth/keys.ts';
 import type { FakeProvider } from '../../src/fake-provider/server.ts';
-import { baseConfig, chatBody, type Harness, startHarness, TENANT_KEY, waitFor } from '../helpers/harness.ts';
+import {
+  baseConfig,
+  behaviourProviders,
+  chatBody,
+  type Harness,
+  startHarness,
+  TENANT_KEY,
+  waitFor,
+} from '../helpers/harness.ts';
 import { startSluiceProcess } from '../helpers/process.ts';
 import {
   deletePrefix,
@@ -29,13 +37,11 @@ after(async () => {
 
 function config(fake: FakeProvider, url: string, prefix: string, limits: Record<string, unknown>) {
   const base = baseConfig(fake);
-  const provider = (base.providers as Record<string, Record<string, unknown>>).fake!;
-  const origin = fake.baseUrl.replace(/\/v1$/, '');
   return {
     ...base,
     providers: {
       ...(base.providers as object),
-      slow: { ...provider, baseUrl: `${origin}/fake/headers-delay-ms=20000/v1` },
+      ...behaviourProviders(fake, { slow: 'headers-delay-ms=20000' }),
     },
     models: { ...(base.models as object), 'slow-model': { deployments: [{ provider: 'slow' }] } },
     limits: {

@@ -10,6 +10,7 @@ import type { FakeProvider } from '../../src/fake-provider/server.ts';
 import { compileRuntime } from '../../src/runtime.ts';
 import {
   baseConfig,
+  behaviourProviders,
   chatBody,
   type Harness,
   OTHER_TENANT_KEY,
@@ -251,12 +252,12 @@ describe('provider outbound budgets', () => {
     h = await startHarness({
       config: (fake) => {
         const base = baseConfig(fake);
-        const fakeProvider = (base.providers as Record<string, Record<string, unknown>>).fake!;
+
         return {
           ...base,
           providers: {
-            fake: fakeProvider,
-            spare: { ...fakeProvider, baseUrl: `${fake.baseUrl.replace(/\/v1$/, '')}/fake/tag=spare/v1` },
+            ...(base.providers as object),
+            ...behaviourProviders(fake, { spare: 'tag=spare' }),
           },
           models: {
             'test-model': { deployments: [{ provider: 'fake' }, { provider: 'spare' }] },
@@ -289,14 +290,11 @@ describe('provider outbound budgets', () => {
 /** The harness config plus models served with fake-provider behaviours. */
 function withFakeModels(fake: FakeProvider, extra: Record<string, unknown>): Record<string, unknown> {
   const base = baseConfig(fake);
-  const provider = (base.providers as Record<string, Record<string, unknown>>).fake!;
-  const origin = fake.baseUrl.replace(/\/v1$/, '');
   return {
     ...base,
     providers: {
       ...(base.providers as object),
-      bad: { ...provider, baseUrl: `${origin}/fake/status=400,tag=bad/v1` },
-      slow: { ...provider, baseUrl: `${origin}/fake/headers-delay-ms=1000,tag=slow/v1` },
+      ...behaviourProviders(fake, { bad: 'status=400,tag=bad', slow: 'headers-delay-ms=1000,tag=slow' }),
     },
     models: {
       ...(base.models as object),
