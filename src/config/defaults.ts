@@ -113,6 +113,42 @@ export const DEFAULTS = Object.freeze({
     /** Share of a model's fleet-wide maxInFlight each priority may use; the rest is kept for higher ones. */
     fleetShares: Object.freeze({ batch: 0.5, standard: 0.8, critical: 1 }),
   }),
+  requestLog: Object.freeze({
+    enabled: true,
+    /** Embedded PGlite's directory, used when neither requestLog.url nor DATABASE_URL is set. */
+    dataDir: './data/pglite',
+    /** Postgres connections this instance opens (writes, reads and maintenance together). */
+    poolSize: 4,
+    /** Apply pending migrations at start (or run `sluice migrate`). */
+    migrate: true,
+    partitionInterval: 'day' as const,
+    /** Partitions kept created ahead of the current one. */
+    partitionsAhead: 3,
+    /** Partitions whose whole range is older than this are detached and dropped. */
+    retentionDays: 30,
+    /** A catch-all partition for rows outside every partition (Postgres then refuses DETACH CONCURRENTLY). */
+    defaultPartition: true,
+    /** How often partitions are created ahead and retention runs (each instance; one does the work). */
+    maintenanceIntervalMs: 3_600_000,
+    /** DDL waits at most this long for its lock, so it never stalls writers behind it. */
+    lockTimeoutMs: 2_000,
+    /** Rows per INSERT. */
+    batchRows: 1_000,
+    /** A partial batch is written after this long. */
+    flushIntervalMs: 1_000,
+    /** Rows held in memory; past this, the oldest batch goes to the spill file. */
+    maxBufferedRows: 20_000,
+    /** INSERTs in flight at once. */
+    maxConcurrentWrites: 2,
+    /** A write slower than this fails (its rows are kept and written again: inserts are idempotent). */
+    writeTimeoutMs: 10_000,
+    /** Admin reads (/admin/requests, /admin/usage) slower than this fail with 503. */
+    readTimeoutMs: 5_000,
+    /** Rows the database could not take wait here (one directory per instance) until it is back. */
+    spillDir: './data/spill',
+    /** Bound of the spill directory; past it, rows are dropped and counted. */
+    maxSpillBytes: 1024 * 1024 * 1024,
+  }),
   /** How long after the last file-system event the config file is re-read. */
   reloadDebounceMs: 200,
 });

@@ -69,6 +69,7 @@ export function validateConfig(raw: unknown, env: Env): Config {
   doc.retry ??= {};
   doc.breaker ??= {};
   doc.queue ??= {};
+  doc.requestLog ??= {};
   materialise(doc.queue, ['shares']);
   doc.limits ??= {};
   materialise(doc.limits, ['redis', 'tokenEstimate', 'worker', 'fleet']);
@@ -140,6 +141,12 @@ function checkReferences(config: Config): void {
     throw new ConfigError('passthrough.provider', `unknown provider "${config.passthrough.provider}"`);
   }
   checkLimits(config);
+  if (config.requestLog.batchRows > config.requestLog.maxBufferedRows) {
+    throw new ConfigError(
+      'requestLog.batchRows',
+      `${config.requestLog.batchRows} rows is more than requestLog.maxBufferedRows`,
+    );
+  }
   checkShares(config.queue.shares, 'queue.shares');
   queueCapacities(config);
   const owners = new Map<string, string>();

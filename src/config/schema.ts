@@ -79,6 +79,23 @@ export const DeploymentSchema = closed({
     }),
   ),
   weight: Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000, default: DEFAULTS.deployment.weight }),
+  pricing: Type.Optional(
+    closed(
+      {
+        inputPerMillion: Type.Number({
+          minimum: 0,
+          maximum: 1_000_000,
+          description: 'USD per million prompt tokens.',
+        }),
+        outputPerMillion: Type.Number({
+          minimum: 0,
+          maximum: 1_000_000,
+          description: 'USD per million completion tokens.',
+        }),
+      },
+      "This deployment's price, for the cost column of the request log and /admin/usage.",
+    ),
+  ),
 });
 
 const ModelName = Type.String({ pattern: '^[^\\x00-\\x1f]{1,256}$' });
@@ -363,6 +380,75 @@ export const QueueSchema = closed(
   "Admission queues: requests beyond a model's maxConcurrent wait here, bounded and by priority (docs/queue.md).",
 );
 
+const PostgresUrl = (description: string) =>
+  Type.String({
+    pattern: '^(postgres(ql)?://.+|.*\\$\\{.*)?$',
+    maxLength: 4096,
+    description: `${description} Empty: not set.`,
+  });
+
+export const RequestLogSchema = closed(
+  {
+    enabled: Type.Boolean({ default: DEFAULTS.requestLog.enabled }),
+    url: Type.Optional(
+      PostgresUrl(
+        'Postgres (or PgBouncer) URL. Default: $DATABASE_URL; with neither, embedded PGlite under dataDir. Use ${ENV} for the password.',
+      ),
+    ),
+    replicaUrl: Type.Optional(PostgresUrl('Read replica for /admin/requests and /admin/usage.')),
+    dataDir: Type.String({ minLength: 1, maxLength: 1024, default: DEFAULTS.requestLog.dataDir }),
+    poolSize: Type.Integer({
+      minimum: 1,
+      maximum: 1_000,
+      default: DEFAULTS.requestLog.poolSize,
+      description:
+        'Connections this instance opens; through PgBouncer, count them against its max_client_conn, not its pool.',
+    }),
+    migrate: Type.Boolean({ default: DEFAULTS.requestLog.migrate }),
+    partitionInterval: StringEnum(['hour', 'day'] as const, {
+      default: DEFAULTS.requestLog.partitionInterval,
+    }),
+    partitionsAhead: Type.Integer({ minimum: 1, maximum: 366, default: DEFAULTS.requestLog.partitionsAhead }),
+    retentionDays: Type.Integer({ minimum: 1, maximum: 3_650, default: DEFAULTS.requestLog.retentionDays }),
+    defaultPartition: Type.Boolean({ default: DEFAULTS.requestLog.defaultPartition }),
+    maintenanceIntervalMs: Type.Integer({
+      minimum: 1_000,
+      maximum: 86_400_000,
+      default: DEFAULTS.requestLog.maintenanceIntervalMs,
+    }),
+    lockTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: DEFAULTS.requestLog.lockTimeoutMs }),
+    batchRows: Type.Integer({ minimum: 1, maximum: 10_000, default: DEFAULTS.requestLog.batchRows }),
+    flushIntervalMs: Type.Integer({
+      minimum: 1,
+      maximum: 600_000,
+      default: DEFAULTS.requestLog.flushIntervalMs,
+    }),
+    maxBufferedRows: Type.Integer({
+      minimum: 1,
+      maximum: 10_000_000,
+      default: DEFAULTS.requestLog.maxBufferedRows,
+    }),
+    maxConcurrentWrites: Type.Integer({
+      minimum: 1,
+      maximum: 64,
+      default: DEFAULTS.requestLog.maxConcurrentWrites,
+    }),
+    writeTimeoutMs: Type.Integer({
+      minimum: 1,
+      maximum: 600_000,
+      default: DEFAULTS.requestLog.writeTimeoutMs,
+    }),
+    readTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: DEFAULTS.requestLog.readTimeoutMs }),
+    spillDir: Type.String({ minLength: 1, maxLength: 1024, default: DEFAULTS.requestLog.spillDir }),
+    maxSpillBytes: Type.Integer({
+      minimum: 0,
+      maximum: 1024 ** 4,
+      default: DEFAULTS.requestLog.maxSpillBytes,
+    }),
+  },
+  'The request log: one row per request in Postgres, written in batches off the request path (docs/request-log.md).',
+);
+
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
@@ -413,6 +499,7 @@ export const ConfigSchema = Type.Object(
     tenants: NamedMap(TenantSchema, { minProperties: 1 }),
     limits: Type.Optional(LimitsSchema),
     queue: Type.Optional(QueueSchema),
+    requestLog: Type.Optional(RequestLogSchema),
     passthrough: Type.Optional(
       closed(
         { provider: Name },
@@ -444,6 +531,11 @@ export type LimitsConfig = Omit<LimitsInput, 'redis' | 'tokenEstimate' | 'worker
   };
 };
 
+export type RequestLogConfig = Required<Omit<Static<typeof RequestLogSchema>, 'url' | 'replicaUrl'>> & {
+  url?: string;
+  replicaUrl?: string;
+};
+
 /** The validated config: every section present, every default filled in, deep-frozen. */
 export type QueueConfig = Required<Omit<Static<typeof QueueSchema>, 'shares'>> & {
   shares: Required<NonNullable<Static<typeof QueueSchema>['shares']>>;
@@ -451,8 +543,9 @@ export type QueueConfig = Required<Omit<Static<typeof QueueSchema>, 'shares'>> &
 
 export type Config = Omit<
   ConfigInput,
-  'server' | 'logging' | 'timeouts' | 'retry' | 'breaker' | 'limits' | 'queue'
+  'server' | 'logging' | 'timeouts' | 'retry' | 'breaker' | 'limits' | 'queue' | 'requestLog'
 > & {
+  requestLog: RequestLogConfig;
   limits: LimitsConfig;
   queue: QueueConfig;
   server: Required<NonNullable<ConfigInput['server']>>;

@@ -39,6 +39,16 @@ export interface Metrics {
   setQueueSource(source: () => Iterable<{ model: string; queued: number; inFlight: number }>): void;
   readonly queueWait: Histogram<'model'>;
   readonly queueRefusals: Counter<'model' | 'reason'>;
+  readonly logBuffered: Gauge;
+  readonly logSpillBytes: Gauge;
+  readonly logHealthy: Gauge;
+  readonly logRows: Counter<'outcome'>;
+  readonly logWrites: Counter<'outcome'>;
+  readonly logWriteDuration: Histogram;
+  readonly logMaintenance: Counter<'outcome'>;
+  readonly logPartitions: Counter<'action'>;
+  /** Where the request-log gauges read their values at scrape time. */
+  setRequestLogSource(source: () => { buffered: number; spillBytes: number; healthy: boolean }): void;
 }
 
 /** Gauge values of sluice_breaker_state. */
@@ -74,6 +84,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   });
   // Read at scrape time (no per-request gauge updates); set by the admission queues.
   let queueSource: () => Iterable<{ model: string; queued: number; inFlight: number }> = () => [];
+  let logSource: (() => { buffered: number; spillBytes: number; healthy: boolean }) | undefined;
   const limiterDecisions = new Counter({
     name: 'sluice_limiter_decisions_total',
     help: 'Limiter decisions by layer (worker, requests, tokens, concurrency, fleet, provider_requests, provider_tokens) and outcome (allowed, refused, shadow_refused, local, failed_closed).',
@@ -143,6 +154,63 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     setQueueSource(source) {
       queueSource = source;
     },
+    logRows: new Counter({
+      name: 'sluice_request_log_rows_total',
+      help: 'Request-log rows by outcome: written (inserted, replays included), spilled (to the spill directory), replayed (from it), dropped_spill_full, dropped_spill_error, dropped_rejected.',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    logWrites: new Counter({
+      name: 'sluice_request_log_writes_total',
+      help: 'Batch INSERTs into the request log by outcome (ok, error).',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    logWriteDuration: new Histogram({
+      name: 'sluice_request_log_write_duration_seconds',
+      help: 'Time one batch INSERT into the request log took.',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    logMaintenance: new Counter({
+      name: 'sluice_request_log_maintenance_total',
+      help: 'Partition maintenance runs by outcome (ran, skipped: another instance held the lock, failed).',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    logPartitions: new Counter({
+      name: 'sluice_request_log_partitions_total',
+      help: 'Request-log partitions created or dropped by this instance, by action.',
+      labelNames: ['action'],
+      registers,
+    }),
+    setRequestLogSource(source) {
+      logSource = source;
+    },
+    logBuffered: new Gauge({
+      name: 'sluice_request_log_buffered_rows',
+      help: 'Request-log rows in memory waiting to be written.',
+      registers,
+      collect() {
+        this.set(logSource?.().buffered ?? 0);
+      },
+    }),
+    logSpillBytes: new Gauge({
+      name: 'sluice_request_log_spill_bytes',
+      help: 'Bytes of request-log rows waiting in the spill directory for the database.',
+      registers,
+      collect() {
+        this.set(logSource?.().spillBytes ?? 0);
+      },
+    }),
+    logHealthy: new Gauge({
+      name: 'sluice_request_log_database_up',
+      help: '1 while request-log writes succeed, 0 after a failed write until the next one succeeds (no request log: 1).',
+      registers,
+      collect() {
+        this.set(logSource === undefined || logSource().healthy ? 1 : 0);
+      },
+    }),
     queueWait: new Histogram({
       name: 'sluice_queue_wait_seconds',
       help: 'Time requests waited for a slot, by model (started requests, waits of 0 included).',
