@@ -20,6 +20,8 @@ import { startLoadSampler } from './limits/load-sampler.ts';
 import { PRIORITY_HEADER, requestPriority } from './limits/priority.ts';
 import { WorkerShedder, type WorkerShedderSettings } from './limits/worker-shedder.ts';
 import { AdmissionQueues } from './queue/queues.ts';
+import type { RequestLog } from './requestlog/request-log.ts';
+import { costOf } from './requestlog/row.ts';
 import { classifyFailure } from './resilience/failure-class.ts';
 import { HealthRegistry } from './resilience/health.ts';
 import type { Runtime } from './runtime.ts';
@@ -33,6 +35,7 @@ import { registerModelsRoute } from './server/routes/models.ts';
 import { registerPassthrough } from './server/routes/passthrough.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import { BREAKER_STATE_VALUE, createMetrics } from './telemetry/metrics.ts';
+import { newTraceId, traceIdFrom } from './telemetry/trace-context.ts';
 import { type OriginSettings, UpstreamPools } from './upstream/pools.ts';
 
 export interface AppDeps {
@@ -44,6 +47,8 @@ export interface AppDeps {
   readinessChecks?: ReadinessCheck[];
   /** Defaults to one built from the config (Redis when limits.redis.url is set). */
   limiter?: Limiter;
+  /** Where each request's row goes when it ends (the request log); none: no rows. */
+  requestLog?: RequestLog;
 }
 
 export interface Gateway {
@@ -70,6 +75,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   let draining = false;
   const metrics = deps.metrics ?? createMetrics();
   const accessLog = deps.accessLogger ?? deps.logger;
+  const requestLog = deps.requestLog;
   const pools = deps.pools ?? new UpstreamPools();
   pools.configure(originSettings(runtime));
   const health = new HealthRegistry(breakerCountsAsFailure, (deployment, state) =>
@@ -169,6 +175,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       priority: 'standard',
       model: undefined,
       deployment: undefined,
+      served: undefined,
       attempts: 0,
       fallback: undefined,
       stream: false,
@@ -242,9 +249,38 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       metrics.tokens.inc({ model, kind: 'completion' }, ctx.usage.completionTokens);
     }
     if (route === '/healthz' || route === '/readyz' || route === '/metrics') return;
+    const traceId = traceIdFrom(request.headers.traceparent) ?? newTraceId();
+    if (requestLog !== undefined && ctx.tenant !== undefined) {
+      const tokensIn = ctx.usage?.promptTokens ?? null;
+      const tokensOut = ctx.usage?.completionTokens ?? null;
+      requestLog.record({
+        requestId: request.id,
+        createdAtMs: Math.round(performance.timeOrigin + ctx.startedAt),
+        tenant: ctx.tenant.name,
+        route,
+        model: ctx.model ?? null,
+        deployment: ctx.deployment ?? null,
+        provider: ctx.served?.provider.name ?? null,
+        region: ctx.served?.provider.region ?? null,
+        status: logged,
+        errorCode: ctx.errorCode ?? null,
+        attempts: ctx.attempts,
+        fallback: ctx.fallback ?? null,
+        queueWaitMs: ctx.queueWaitMs ?? null,
+        ttftMs: ctx.firstByteMs ?? null,
+        totalMs: durationMs,
+        tokensIn,
+        tokensOut,
+        costUsd: costOf(ctx.served?.pricing, tokensIn, tokensOut),
+        traceId,
+        streamed: ctx.stream,
+        truncated: ctx.truncated,
+      });
+    }
     accessLog.info(
       {
         requestId: request.id,
+        traceId,
         tenant: ctx.tenant?.name,
         method: request.method,
         route,
@@ -272,7 +308,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   );
   registerModelsRoute(app);
   registerInferenceRoutes(app, { pools, health, metrics, limiter, queues });
-  registerAdminRoutes(app, { health, limiter, shedder, queues });
+  registerAdminRoutes(app, { health, limiter, shedder, queues, requestLog });
   await registerPassthrough(app, pools, () => runtime);
 
   return {

@@ -6,23 +6,29 @@
  *   sluice [--config FILE]          start the gateway (embedded defaults without a config)
  *   sluice check-config FILE        validate a config file and exit
  *   sluice hash-key KEY             print the digest to put in tenants.<name>.keys
+ *   sluice migrate [--config FILE]  apply the request log's pending migrations and exit
  */
 import { parseArgs } from 'node:util';
 import { buildApp } from './app.ts';
 import { hashKey } from './auth/keys.ts';
 import { DEFAULTS } from './config/defaults.ts';
-import { DEMO_KEY, embeddedConfig } from './config/embedded.ts';
+import { DEMO_ADMIN_KEY, DEMO_KEY, embeddedConfig } from './config/embedded.ts';
 import { ConfigError, loadConfigFile, validateConfig } from './config/load.ts';
+import type { Config } from './config/schema.ts';
 import { watchConfigFile } from './config/watch.ts';
 import type { FakeProvider } from './fake-provider/server.ts';
 import { startFakeProvider } from './fake-provider/server.ts';
+import { migrate } from './requestlog/migrate.ts';
+import { openDatabase, RequestLog } from './requestlog/request-log.ts';
 import { compileRuntime, needsEmbeddedFake, type Runtime } from './runtime.ts';
 import { createLoggers, stdoutDestination } from './telemetry/logger.ts';
+import { createMetrics } from './telemetry/metrics.ts';
 
 const USAGE = `usage:
   sluice [--config FILE]        start the gateway (FILE defaults to $SLUICE_CONFIG, else embedded defaults)
   sluice check-config FILE      validate a config file
-  sluice hash-key KEY           print the digest of a Sluice key for tenants.<name>.keys`;
+  sluice hash-key KEY           print the digest of a Sluice key for tenants.<name>.keys
+  sluice migrate [--config FILE]  apply the request log's migrations (requestLog.url or DATABASE_URL) and exit`;
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -50,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${arg}: ok\n`);
     return 0;
   }
+  if (command === 'migrate') return migrateCommand(values.config ?? process.env.SLUICE_CONFIG);
   if (command !== undefined && command !== 'start') return usageError(`unknown command ${command}`);
   return serve(values.config ?? process.env.SLUICE_CONFIG);
 }
@@ -75,13 +82,26 @@ async function serve(configPath: string | undefined): Promise<number> {
   const logOutput = stdoutDestination();
   const loggers = createLoggers(runtime.config.logging.level, logOutput);
   const logger = loggers.log;
-  const gateway = await buildApp(runtime, { logger, accessLogger: loggers.access });
+  const metrics = createMetrics();
+  let requestLog: RequestLog | undefined;
+  if (runtime.config.requestLog.enabled) {
+    try {
+      requestLog = await RequestLog.open(runtime.config.requestLog, { log: logger, env, metrics });
+    } catch (err) {
+      logger.fatal({ err: (err as Error).message }, 'cannot open the request log');
+      logOutput.flushSync();
+      await fake?.close();
+      return 1;
+    }
+  }
+  const gateway = await buildApp(runtime, { logger, accessLogger: loggers.access, metrics, requestLog });
   const { host, port } = runtime.config.server;
   try {
     await gateway.app.listen({ host, port });
   } catch (err) {
     logger.fatal({ err }, 'cannot listen');
     logOutput.flushSync();
+    await requestLog?.close(1_000);
     await fake?.close();
     return 1;
   }
@@ -98,7 +118,10 @@ async function serve(configPath: string | undefined): Promise<number> {
     'sluice listening',
   );
   if (!configPath)
-    logger.warn({ demoKey: DEMO_KEY }, 'embedded config: demo tenant key accepted on localhost only');
+    logger.warn(
+      { demoKey: DEMO_KEY, demoAdminKey: DEMO_ADMIN_KEY },
+      'embedded config: demo tenant and admin keys accepted on localhost only',
+    );
 
   let reloading = Promise.resolve();
   const reload = (reason: string) => {
@@ -125,6 +148,9 @@ async function serve(configPath: string | undefined): Promise<number> {
           logger.warn(
             'limits.redis connection settings take effect on restart (keyPrefix and failureMode follow the reload)',
           );
+        }
+        if (JSON.stringify(next.config.requestLog) !== JSON.stringify(gateway.current().config.requestLog)) {
+          logger.warn('requestLog changes take effect on restart');
         }
         gateway.apply(next);
         logger.level = next.config.logging.level;
@@ -159,6 +185,8 @@ async function serve(configPath: string | undefined): Promise<number> {
       logger.info({ signal, drainTimeoutMs }, 'draining');
       stopWatching();
       await gateway.shutdown(drainTimeoutMs);
+      // After the drain, so the rows of the last requests are written (or spilled) too.
+      await requestLog?.close(10_000);
       await fake?.close();
       logger.info('stopped');
       logOutput.flushSync();
@@ -167,6 +195,38 @@ async function serve(configPath: string | undefined): Promise<number> {
     process.on('SIGTERM', () => void stop('SIGTERM'));
     process.on('SIGINT', () => void stop('SIGINT'));
   });
+}
+
+async function migrateCommand(configPath: string | undefined): Promise<number> {
+  let config: Config;
+  try {
+    config = configPath
+      ? await loadConfigFile(configPath, process.env)
+      : validateConfig(embeddedConfig(process.env), process.env);
+  } catch (err) {
+    return configFailure(err);
+  }
+  let opened: Awaited<ReturnType<typeof openDatabase>>;
+  try {
+    opened = await openDatabase(config.requestLog, process.env);
+  } catch (err) {
+    process.stderr.write(`sluice: migrate: ${(err as Error).message}\n`);
+    return 1;
+  }
+  const { db, unlock } = opened;
+  try {
+    const applied = await migrate(db);
+    process.stdout.write(
+      `${db.target}: ${applied.length ? `applied ${applied.join(', ')}` : 'up to date'}\n`,
+    );
+    return 0;
+  } catch (err) {
+    process.stderr.write(`sluice: migrate failed on ${db.target}: ${(err as Error).message}\n`);
+    return 1;
+  } finally {
+    await db.close();
+    await unlock?.();
+  }
 }
 
 function configFailure(err: unknown): number {

@@ -31,6 +31,8 @@ export interface Deployment {
   readonly upstreamModel: string;
   readonly weight: number;
   readonly timeouts: Timeouts;
+  /** USD per million tokens, for the request log's cost column. */
+  readonly pricing: { readonly inputPerMillion: number; readonly outputPerMillion: number } | undefined;
 }
 
 export interface ModelRoute {
@@ -102,6 +104,7 @@ export function compileRuntime(config: Config, options: CompileOptions = {}): Ru
         provider,
         upstreamModel,
         weight: d.weight,
+        pricing: d.pricing,
         timeouts: mergeTimeouts(config.timeouts, config.providers[d.provider]!.timeouts, m.timeouts),
       };
     });

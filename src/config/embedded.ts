@@ -8,6 +8,8 @@ import type { Env } from './interpolate.ts';
 
 /** The demo tenant's key. Only ever accepted by the embedded config, which binds to localhost. */
 export const DEMO_KEY = 'sk-sluice-demo';
+/** The demo admin key (/admin/*), under the same localhost-only condition. */
+export const DEMO_ADMIN_KEY = 'sk-sluice-admin-demo';
 
 export function embeddedConfig(env: Env): Record<string, unknown> {
   const openai = env.OPENAI_API_KEY !== undefined && env.OPENAI_API_KEY !== '';
@@ -26,6 +28,7 @@ export function embeddedConfig(env: Env): Record<string, unknown> {
       'fake-model': { deployments: [{ provider: 'fake' }] },
     },
     tenants: { demo: { keys: [hashKey(DEMO_KEY)], priority: 'standard' } },
+    admin: { keys: [hashKey(DEMO_ADMIN_KEY)] },
     passthrough: { provider: real },
   };
 }

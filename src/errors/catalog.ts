@@ -144,6 +144,11 @@ export const ERROR_CATALOG = {
     type: 'api_error',
     doc: 'The request waited in the admission queue until its deadline without getting a slot; it never reached a provider.',
   },
+  request_log_unavailable: {
+    status: 503,
+    type: 'api_error',
+    doc: 'An `/admin/requests` or `/admin/usage` read failed: the request-log database (or its replica) is unreachable or slower than `requestLog.readTimeoutMs`. Request logging itself goes on (rows wait in the buffer and the spill directory).',
+  },
   shutting_down: {
     status: 503,
     type: 'api_error',

@@ -48,6 +48,8 @@ export interface ExecuteRequest {
   readonly progress: {
     attempts: number;
     deployment: string | undefined;
+    /** The deployment of the latest attempt (provider, region and pricing for the request log). */
+    served: Deployment | undefined;
     fallback: string | undefined;
     /** The outbound budget hold of the attempt that answered, settled when the request ends. */
     outboundHold: Hold | undefined;
@@ -156,6 +158,7 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
     if (progress.attempts > 0) deps.metrics.retries.inc({ deployment: deployment.id });
     progress.attempts++;
     progress.deployment = deployment.id;
+    progress.served = deployment;
     progress.fallback = group.name === req.model.name ? undefined : group.name;
     tried.add(deployment.id);
 

@@ -1,7 +1,7 @@
 import type { Priority } from '../config/defaults.ts';
 import type { Admission, Hold } from '../limits/limiter.ts';
 import type { Slot } from '../queue/queues.ts';
-import type { Runtime, Tenant } from '../runtime.ts';
+import type { Deployment, Runtime, Tenant } from '../runtime.ts';
 import type { Usage } from '../upstream/usage.ts';
 
 /** What one request collects on its way through, read once at the end for the log line and metrics. */
@@ -13,6 +13,8 @@ export interface RequestContext {
   priority: Priority;
   model: string | undefined;
   deployment: string | undefined;
+  /** The deployment of the latest attempt. */
+  served: Deployment | undefined;
   /** Upstream attempts made (retries and fallbacks included). */
   attempts: number;
   /** The fallback model that served the request, if one did. */
