@@ -2,11 +2,13 @@
  * Test harness: a real fake provider and a real gateway, both listening on port 0 on loopback.
  * Logs are captured as parsed JSON lines so tests can assert what was (and was not) logged.
  */
+
 import { buildApp, type Gateway } from '../../src/app.ts';
 import { hashKey } from '../../src/auth/keys.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import type { Behaviour } from '../../src/fake-provider/behaviour.ts';
 import { type FakeProvider, startFakeProvider } from '../../src/fake-provider/server.ts';
+import type { RequestLog } from '../../src/requestlog/request-log.ts';
 import { compileRuntime } from '../../src/runtime.ts';
 import { createLoggers } from '../../src/telemetry/logger.ts';
 
@@ -34,6 +36,8 @@ export interface HarnessOptions {
   /** Extra or replacement top-level config sections; providers/models get the fake's URL from `fake`. */
   config?: (fake: FakeProvider) => Record<string, unknown>;
   fakeDefaults?: Partial<Behaviour>;
+  /** Rows of each request go here (the test opens and closes it). */
+  requestLog?: RequestLog;
 }
 
 export function baseConfig(fake: FakeProvider): Record<string, unknown> {
@@ -72,6 +76,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const gateway = await buildApp(compileRuntime(config), {
     logger: loggers.log,
     accessLogger: loggers.access,
+    requestLog: options.requestLog,
   });
   const url = await gateway.app.listen({ host: '127.0.0.1', port: 0 });
   return {

@@ -1,6 +1,9 @@
-/** Runs `node src/main.ts` as a child process and reads its JSON log lines. */
+/** Runs `node src/main.ts` as a child process, in a working directory of its own, and reads its JSON log lines. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 export interface SluiceProcess {
@@ -15,11 +18,28 @@ export interface SluiceProcess {
 
 const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
 
+/** A working directory of its own (./data is relative to it), removed when the process exits. */
+function ownCwd(child: () => ChildProcess): { cwd: string; track(): void } {
+  const cwd = mkdtempSync(join(tmpdir(), 'sluice-proc-'));
+  return {
+    cwd,
+    track() {
+      child().once('exit', () => rmSync(cwd, { recursive: true, force: true }));
+    },
+  };
+}
+
 export function runSluiceCommand(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, stdio: 'pipe' });
+  const dir = ownCwd(() => child);
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    cwd: dir.cwd,
+    env: { ...process.env, ...env },
+    stdio: 'pipe',
+  });
+  dir.track();
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -35,7 +55,13 @@ export async function startSluiceProcess(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<SluiceProcess> {
-  const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, stdio: 'pipe' });
+  const dir = ownCwd(() => child);
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    cwd: dir.cwd,
+    env: { ...process.env, ...env },
+    stdio: 'pipe',
+  });
+  dir.track();
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));

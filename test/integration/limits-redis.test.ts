@@ -104,7 +104,10 @@ describe('limits in Redis', () => {
     t.after(() => survivor.close());
     // The instance to kill: a real process with the same limits and Redis.
     const file = join(tmpdir(), `${prefix.replaceAll(':', '-')}.json`);
-    await writeFile(file, JSON.stringify(config(survivor.fake, REDIS_URL, prefix, limits)));
+    await writeFile(
+      file,
+      JSON.stringify({ ...config(survivor.fake, REDIS_URL, prefix, limits), requestLog: { enabled: false } }),
+    );
     const doomed = await startSluiceProcess(['--config', file]);
     t.after(() => doomed.kill('SIGKILL'));
     const hanging = post(doomed, chatBody({ model: 'slow-model' })).catch(() => undefined);

@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { hashKey } from '../../src/auth/keys.ts';
-import { DEMO_KEY } from '../../src/config/embedded.ts';
+import { DEMO_ADMIN_KEY, DEMO_KEY } from '../../src/config/embedded.ts';
 import { type FakeProvider, startFakeProvider } from '../../src/fake-provider/server.ts';
 import { waitFor } from '../helpers/harness.ts';
+import { createTestDatabase, requirePostgres } from '../helpers/postgres.ts';
 import { runSluiceCommand, startSluiceProcess } from '../helpers/process.ts';
 
 const KEY = 'sk-process-test-key';
@@ -26,8 +27,18 @@ function yamlConfig(fake: FakeProvider, models: string[], extra = ''): string {
     ),
     'tenants:',
     `  t: { keys: ["${hashKey(KEY)}"] }`,
+    // The request log is tested on its own; here it would only add an embedded database per start.
+    'requestLog: { enabled: false }',
     extra,
   ].join('\n');
+}
+
+async function waitForAsync(predicate: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 async function modelIds(url: string): Promise<string[]> {
@@ -68,6 +79,27 @@ describe('the sluice process', () => {
     assert.match(r.stderr, /providers\.fake\.apiKey: environment variable TEST_PROVIDER_KEY is not set/);
   });
 
+  it('sluice migrate applies the request-log schema once, to DATABASE_URL', async (t) => {
+    if (!(await requirePostgres(t))) return;
+    const database = await createTestDatabase();
+    try {
+      const env = { DATABASE_URL: database.url, SLUICE_CONFIG: '', OPENAI_API_KEY: '' };
+      const first = await runSluiceCommand(['migrate'], env);
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stdout, /: applied 1\n$/);
+      const second = await runSluiceCommand(['migrate'], env);
+      assert.match(second.stdout, /: up to date\n$/);
+      const bad = await runSluiceCommand(['migrate'], {
+        ...env,
+        DATABASE_URL: 'postgres://postgres@127.0.0.1:1/nope',
+      });
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /migrate failed on postgres:\/\/postgres@127\.0\.0\.1:1\/nope/);
+    } finally {
+      await database.drop();
+    }
+  });
+
   it('starts on embedded defaults with no config and answers the demo key', async () => {
     const p = await startSluiceProcess([], { SLUICE_PORT: '0', OPENAI_API_KEY: '', SLUICE_CONFIG: '' });
     try {
@@ -80,6 +112,20 @@ describe('the sluice process', () => {
       const body = (await res.body.json()) as { choices: Array<{ message: { content: string } }> };
       assert.ok(body.choices[0]!.message.content.length > 0);
       assert.equal(res.headers['x-sluice-deployment'], 'fake/gpt-4o-mini@local');
+      // The request log works with no database server: embedded PGlite under ./data.
+      const requestId = String(res.headers['x-request-id']);
+      let rows: Array<{ requestId: string; tenant: string; status: number }> = [];
+      await waitForAsync(async () => {
+        const page = await request(`${p.url}/admin/requests?limit=10`, {
+          headers: { authorization: `Bearer ${DEMO_ADMIN_KEY}` },
+        });
+        rows = ((await page.body.json()) as { data: typeof rows }).data;
+        return rows.length > 0;
+      }, 10_000);
+      assert.deepEqual(
+        rows.map((r) => [r.requestId, r.tenant, r.status]),
+        [[requestId, 'demo', 200]],
+      );
     } finally {
       p.kill();
       assert.equal(await p.exited, 0);

@@ -155,6 +155,25 @@ describe('config loading', () => {
       'queue.shares.standard',
     ],
     ['a negative queue bound', `${BASE}\nqueue: { maxQueuedTotal: -1 }`, 'queue.maxQueuedTotal'],
+    ['a non-Postgres request-log URL', `${BASE}\nrequestLog: { url: "mysql://x" }`, 'requestLog.url'],
+    [
+      'a request-log batch larger than its buffer',
+      `${BASE}\nrequestLog: { batchRows: 5000, maxBufferedRows: 1000 }`,
+      'requestLog.batchRows',
+    ],
+    [
+      'an hourly-by-minute partition',
+      `${BASE}\nrequestLog: { partitionInterval: minute }`,
+      'requestLog.partitionInterval',
+    ],
+    [
+      'a negative deployment price',
+      BASE.replace(
+        'deployments: [{ provider: openai }]',
+        'deployments: [{ provider: openai, pricing: { inputPerMillion: -1, outputPerMillion: 1 } }]',
+      ),
+      'models["gpt-4.1"].deployments[0].pricing.inputPerMillion',
+    ],
     ['invalid YAML', 'providers: [unclosed', ''],
     ['not a mapping', '- a\n- b', ''],
   ];
@@ -165,6 +184,12 @@ describe('config loading', () => {
       if (path) assert.ok(err.message.startsWith(`${path}: `), err.message);
     });
   }
+
+  it('fills the request-log defaults; an empty URL means DATABASE_URL or embedded', () => {
+    const c = parseConfig(`${BASE}\nrequestLog: { url: "\${DB_URL:-}" }`, ENV);
+    assert.equal(c.requestLog.url, '');
+    assert.deepEqual({ ...c.requestLog, url: undefined }, { ...DEFAULTS.requestLog, url: undefined });
+  });
 
   it('fills the limits defaults and accepts an empty Redis URL as "in memory"', () => {
     const c = parseConfig(`${BASE}\nlimits: { redis: { url: "\${REDIS_URL:-}" } }`, ENV);
