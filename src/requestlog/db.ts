@@ -53,7 +53,8 @@ export function isTransient(err: unknown): boolean {
     state === '40001' || // serialization failure
     state === '40P01' || // deadlock
     state === '55P03' || // lock not available (lock_timeout)
-    state === '42P01' // relation missing: a migration has not run yet
+    state === '42P01' || // relation missing: a migration has not run yet
+    state === '23514' // no partition for the row (no default partition): upkeep will create it
   );
 }
 

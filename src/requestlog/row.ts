@@ -32,7 +32,7 @@ export interface RequestLogRow {
 
 type Key = keyof RequestLogRow;
 
-/** [column, Postgres array type for unnest, row key], in table order after created_at. */
+/** [column, Postgres type, row key], in table order. */
 export const COLUMNS: readonly (readonly [string, string, Key])[] = [
   ['created_at', 'float8', 'createdAtMs'],
   ['request_id', 'text', 'requestId'],
@@ -58,26 +58,28 @@ export const COLUMNS: readonly (readonly [string, string, Key])[] = [
 ];
 
 /**
- * One statement for a whole batch: one array parameter per column, so the parameter count is fixed
- * whatever the batch size, the statement text never changes, and nothing is prepared by name (it
- * runs through PgBouncer in transaction mode). ON CONFLICT makes a retried or replayed batch a no-op.
+ * One statement for a whole batch, with one parameter: the rows as a JSON array, unpacked by
+ * json_to_recordset on the server. Each row is serialised once, when the request ends
+ * (serializeRow), so a flush only joins strings: no burst of work on the event loop, and the
+ * statement text never changes and is never prepared by name (it runs through PgBouncer in
+ * transaction mode). ON CONFLICT makes a retried or replayed batch a no-op.
  */
 export const INSERT_SQL = `INSERT INTO request_log (${COLUMNS.map(([c]) => c).join(', ')})
-SELECT to_timestamp(u.created_at / 1000.0), ${COLUMNS.slice(1)
-  .map(([c]) => `u.${c}`)
+SELECT to_timestamp(r."createdAtMs" / 1000.0), ${COLUMNS.slice(1)
+  .map(([, , key]) => `r."${key}"`)
   .join(', ')}
-FROM unnest(${COLUMNS.map(([, type], i) => `$${i + 1}::${type}[]`).join(', ')})
-  AS u(${COLUMNS.map(([c]) => c).join(', ')})
+FROM json_to_recordset($1::json)
+  AS r(${COLUMNS.map(([, type, key]) => `"${key}" ${type}`).join(', ')})
 ON CONFLICT DO NOTHING`;
 
-/** The INSERT's parameters for a batch: one array per column. */
-export function insertParams(rows: readonly RequestLogRow[]): unknown[][] {
-  const params: unknown[][] = COLUMNS.map(() => new Array(rows.length));
-  for (let r = 0; r < rows.length; r++) {
-    const row = rows[r]!;
-    for (let c = 0; c < COLUMNS.length; c++) params[c]![r] = row[COLUMNS[c]![2]];
-  }
-  return params;
+/** A row as the writer keeps it: its JSON text (also one line of the spill file). */
+export function serializeRow(row: RequestLogRow): string {
+  return JSON.stringify(row);
+}
+
+/** The INSERT's one parameter for a batch of serialised rows. */
+export function insertParam(lines: readonly string[]): string {
+  return `[${lines.join(',')}]`;
 }
 
 /** Cost in USD from token counts and a deployment's price per million tokens. */

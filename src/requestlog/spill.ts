@@ -9,7 +9,7 @@ import { appendFile, mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { lockDir } from './dir-lock.ts';
-import { type RequestLogRow, rowFromJson } from './row.ts';
+import { rowFromJson, serializeRow } from './row.ts';
 
 const FILE = /^spill-(\d+)-(\d+)\.ndjson$/;
 
@@ -54,12 +54,11 @@ export class SpillDir {
     return this.#closed.length > 0 || this.#current !== undefined;
   }
 
-  /** Appends rows; false (nothing written) when that would pass maxBytes. */
-  append(rows: readonly RequestLogRow[]): Promise<boolean> {
+  /** Appends serialised rows (one per line); false (nothing written) when that would pass maxBytes. */
+  append(rows: readonly string[]): Promise<boolean> {
     const run = this.#chain.then(async () => {
       if (rows.length === 0) return true;
-      let text = '';
-      for (const row of rows) text += `${JSON.stringify(row)}\n`;
+      const text = `${rows.join('\n')}\n`;
       const size = Buffer.byteLength(text);
       if (this.#bytes + size > this.maxBytes) return false;
       this.#current ??= `spill-${Date.now()}-${this.#seq++}.ndjson`;
@@ -75,7 +74,7 @@ export class SpillDir {
    * Replays every file closed so far (the one being appended to is closed first), passing rows in
    * batches to `write`. Stops at the first failed write and rethrows; that file stays.
    */
-  async replay(batchRows: number, write: (rows: RequestLogRow[]) => Promise<void>): Promise<ReplayResult> {
+  async replay(batchRows: number, write: (rows: string[]) => Promise<void>): Promise<ReplayResult> {
     await this.#chain;
     if (this.#current !== undefined) {
       this.#closed.push(this.#current);
@@ -85,11 +84,12 @@ export class SpillDir {
     while (this.#closed.length > 0) {
       const file = join(this.dir, this.#closed[0]!);
       const size = (await stat(file).catch(() => ({ size: 0 }))).size;
-      let batch: RequestLogRow[] = [];
+      let batch: string[] = [];
       const lines = createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY });
       for await (const line of lines) {
         if (line === '') continue;
-        let row: RequestLogRow | undefined;
+        // Checked and written again, so a damaged line cannot make the database refuse its batch.
+        let row: ReturnType<typeof rowFromJson>;
         try {
           row = rowFromJson(JSON.parse(line));
         } catch {
@@ -99,7 +99,7 @@ export class SpillDir {
           result.badLines++;
           continue;
         }
-        batch.push(row);
+        batch.push(serializeRow(row));
         if (batch.length >= batchRows) {
           await write(batch);
           result.rows += batch.length;

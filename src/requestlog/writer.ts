@@ -11,7 +11,7 @@
  */
 import type { Logger } from 'pino';
 import { type Db, isTransient, sqlState } from './db.ts';
-import { INSERT_SQL, insertParams, type RequestLogRow } from './row.ts';
+import { INSERT_SQL, insertParam, type RequestLogRow, serializeRow } from './row.ts';
 import type { SpillDir } from './spill.ts';
 
 export interface WriterSettings {
@@ -55,9 +55,11 @@ export class RequestLogWriter {
   readonly #settings: WriterSettings;
   readonly #log: Logger;
   readonly #observer: WriterObserver | undefined;
-  #buffer: RequestLogRow[] = [];
+  /** Rows as JSON text, serialised when recorded (so a flush only joins strings). */
+  #buffer: string[] = [];
   #writing = 0;
-  readonly #writes = new Set<Promise<void>>();
+  /** Writes in flight and their rows. */
+  readonly #writes = new Map<Promise<void>, string[]>();
   #healthy = true;
   #failures = 0;
   #retryAt = 0;
@@ -84,7 +86,12 @@ export class RequestLogWriter {
 
   /** Takes a row; never waits, never throws. */
   record(row: RequestLogRow): void {
-    this.#buffer.push(row);
+    if (this.#closed) {
+      // A request that ended after shutdown began: straight to the spill file.
+      this.#spillRows([serializeRow(row)]);
+      return;
+    }
+    this.#buffer.push(serializeRow(row));
     if (this.#buffer.length > this.#settings.maxBufferedRows) {
       this.#spillRows(this.#buffer.splice(0, this.#settings.batchRows));
     } else if (this.#buffer.length >= this.#settings.batchRows) {
@@ -112,11 +119,12 @@ export class RequestLogWriter {
     while (this.#buffer.length > 0 && this.#healthy && performance.now() < deadline) {
       this.#pump(true);
       if (this.#writes.size === 0) break;
-      await Promise.race([Promise.race(this.#writes), sleep(deadline - performance.now())]);
+      await Promise.race([Promise.race(this.#writes.keys()), sleep(deadline - performance.now())]);
     }
-    await Promise.race([Promise.all(this.#writes), sleep(Math.max(0, deadline - performance.now()))]);
+    await Promise.race([Promise.all(this.#writes.keys()), sleep(Math.max(0, deadline - performance.now()))]);
     // Whatever the database did not take now waits in the spill file for the next start. Rows of
     // a write still in flight are spilled too (if it lands after all, the replay is a no-op).
+    for (const rows of this.#writes.values()) this.#spillRows(rows);
     if (this.#buffer.length > 0) this.#spillRows(this.#buffer.splice(0));
     await this.#spill.append([]); // waits for the appends queued before it
   }
@@ -137,7 +145,7 @@ export class RequestLogWriter {
         // Probing: one batch at a time, after the backoff.
         if (this.#writing > 0 || performance.now() < this.#retryAt) return;
       }
-      let rows: RequestLogRow[];
+      let rows: string[];
       if (this.#buffer.length <= batchRows) {
         rows = this.#buffer;
         this.#buffer = [];
@@ -145,47 +153,39 @@ export class RequestLogWriter {
         rows = this.#buffer.splice(0, batchRows);
       }
       const write = this.#write(rows);
-      this.#writes.add(write);
+      this.#writes.set(write, rows);
       void write.finally(() => this.#writes.delete(write));
       if (!this.#healthy) return;
     }
   }
 
-  async #write(rows: RequestLogRow[]): Promise<void> {
+  async #write(rows: string[]): Promise<void> {
     this.#writing++;
     const started = performance.now();
     try {
-      await this.#insert(rows);
-      this.#observer?.written(rows.length, (performance.now() - started) / 1000);
+      const rejected = await this.#insertIsolating(rows);
+      this.#observer?.written(rows.length - rejected, (performance.now() - started) / 1000);
       if (!this.#healthy)
         this.#log.info({ failures: this.#failures }, 'request log: database writes resumed');
       this.#healthy = true;
       this.#failures = 0;
     } catch (err) {
       this.#observer?.writeFailed(rows.length, (performance.now() - started) / 1000);
-      if (isTransient(err)) {
-        this.#failures++;
-        const backoff = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** (this.#failures - 1));
-        this.#retryAt = performance.now() + backoff * (0.5 + Math.random() / 2);
-        if (this.#healthy) {
-          this.#log.warn(
-            { err: (err as Error).message, code: sqlState(err) },
-            'request log: database write failed; buffering, then spilling to disk',
-          );
-        }
-        this.#healthy = false;
-        // Back to the front of the line; past the bound, the oldest go to the spill file.
-        this.#buffer = rows.concat(this.#buffer);
-        while (this.#buffer.length > this.#settings.maxBufferedRows) {
-          this.#spillRows(this.#buffer.splice(0, this.#settings.batchRows));
-        }
-      } else {
-        // The database refused these rows for what they are: they would fail again the same way.
-        this.#log.error(
-          { err: (err as Error).message, code: sqlState(err), rows: rows.length },
-          'request log: database refused a batch; rows dropped',
+      // Only a transient failure gets here (#insertIsolating drops the rows the database refuses).
+      this.#failures++;
+      const backoff = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** (this.#failures - 1));
+      this.#retryAt = performance.now() + backoff * (0.5 + Math.random() / 2);
+      if (this.#healthy) {
+        this.#log.warn(
+          { err: (err as Error).message, code: sqlState(err) },
+          'request log: database write failed; buffering, then spilling to disk',
         );
-        this.#drop(rows.length, 'rejected');
+      }
+      this.#healthy = false;
+      // Back to the front of the line; past the bound, the oldest go to the spill file.
+      this.#buffer = rows.concat(this.#buffer);
+      while (this.#buffer.length > this.#settings.maxBufferedRows) {
+        this.#spillRows(this.#buffer.splice(0, this.#settings.batchRows));
       }
     } finally {
       this.#writing--;
@@ -195,11 +195,37 @@ export class RequestLogWriter {
     this.#pump(false);
   }
 
-  #insert(rows: readonly RequestLogRow[]): Promise<unknown> {
-    return this.#db.queryWithin(this.#settings.writeTimeoutMs, INSERT_SQL, insertParams(rows));
+  /**
+   * Inserts rows; when the database refuses a batch for its content (not for being away), halves
+   * it until the rows it refuses are alone, and drops only those. Returns how many were dropped.
+   * Transient errors are thrown (the caller keeps every row: the ones in already are no-ops).
+   */
+  async #insertIsolating(rows: readonly string[]): Promise<number> {
+    try {
+      await this.#insert(rows);
+      return 0;
+    } catch (err) {
+      if (isTransient(err)) throw err;
+      if (rows.length === 1) {
+        this.#log.error(
+          { err: (err as Error).message, code: sqlState(err) },
+          'request log: database refused a row; dropped',
+        );
+        this.#drop(1, 'rejected');
+        return 1;
+      }
+      const half = Math.ceil(rows.length / 2);
+      return (
+        (await this.#insertIsolating(rows.slice(0, half))) + (await this.#insertIsolating(rows.slice(half)))
+      );
+    }
   }
 
-  #spillRows(rows: RequestLogRow[]): void {
+  #insert(rows: readonly string[]): Promise<unknown> {
+    return this.#db.queryWithin(this.#settings.writeTimeoutMs, INSERT_SQL, [insertParam(rows)]);
+  }
+
+  #spillRows(rows: string[]): void {
     if (rows.length === 0) return;
     if (this.#spilling + rows.length > this.#settings.maxBufferedRows) {
       // The disk is slower than the traffic: memory stays bounded.
@@ -238,8 +264,8 @@ export class RequestLogWriter {
   #replay(): void {
     this.#replaying = this.#spill
       .replay(this.#settings.batchRows, async (rows) => {
-        await this.#insert(rows);
-        this.#observer?.replayed(rows.length);
+        const rejected = await this.#insertIsolating(rows);
+        this.#observer?.replayed(rows.length - rejected);
       })
       .then(
         (result) => {
@@ -264,7 +290,7 @@ export class RequestLogWriter {
 
   /** Resolves once a replay in progress has ended (tests and shutdown). */
   async idle(): Promise<void> {
-    await Promise.all(this.#writes);
+    await Promise.all(this.#writes.keys());
     await this.#replaying;
   }
 }

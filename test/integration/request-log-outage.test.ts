@@ -12,6 +12,7 @@ import pg from 'pg';
 import { PgDb } from '../../src/requestlog/pg-db.ts';
 import { RequestLog } from '../../src/requestlog/request-log.ts';
 import { createMetrics } from '../../src/telemetry/metrics.ts';
+import { startBlackhole } from '../helpers/blackhole.ts';
 import { chatBody, startHarness, waitFor } from '../helpers/harness.ts';
 import { hasPostgresBinaries, type PrivatePostgres, startPostgresServer } from '../helpers/postgres.ts';
 import { cleanups, logConfig, memoryLogger, row, tempDir } from '../helpers/request-log.ts';
@@ -155,4 +156,62 @@ test('rows spilled at shutdown are replayed by the next start; a torn line is sk
     RequestLog.open(config, { log, db: new PgDb({ url: server.url, poolSize: 1, connectTimeoutMs: 1_000 }) }),
     /in use by process/,
   );
+});
+
+test('shutdown while writes hang: their rows and the buffer go to the spill file', async (t) => {
+  const defer = cleanups(t);
+  const hole = await startBlackhole();
+  defer(() => hole.close());
+  const spillDir = await tempDir(defer, 'spill');
+  const { log } = memoryLogger();
+  const requestLog = await RequestLog.open(
+    logConfig({
+      url: `postgres://postgres@127.0.0.1:${hole.port}/nowhere`,
+      spillDir,
+      batchRows: 10,
+      flushIntervalMs: 10,
+      writeTimeoutMs: 3_000,
+    }),
+    { log },
+  );
+  for (let i = 0; i < 35; i++) requestLog.record(row({ requestId: `hang-${i}` }));
+  await waitFor(() => requestLog.writer.stats().writing === 2, 2_000, 'two writes in flight');
+  assert.equal(requestLog.writer.stats().buffered, 15);
+  await requestLog.close(200);
+  const lines: string[] = [];
+  for (const f of (await readdir(spillDir)).filter((f) => f.endsWith('.ndjson'))) {
+    lines.push(...(await readFile(join(spillDir, f), 'utf8')).trim().split('\n'));
+  }
+  const ids = lines.map((l) => (JSON.parse(l) as { requestId: string }).requestId);
+  assert.equal(new Set(ids).size, 35);
+});
+
+test('a row the database refuses is dropped alone, counted; its batch is written', async (t) => {
+  const defer = cleanups(t);
+  const server = await privatePostgres(t, defer);
+  if (!server) return;
+  const spillDir = await tempDir(defer, 'spill');
+  const { log, lines } = memoryLogger();
+  const metrics = createMetrics({ defaultMetrics: false });
+  const requestLog = await RequestLog.open(logConfig({ url: server.url, spillDir, flushIntervalMs: 20 }), {
+    log,
+    metrics,
+  });
+  defer(() => requestLog.close(2_000));
+  for (let i = 0; i < 20; i++) {
+    // status is a smallint: 70000 is out of its range (SQLSTATE 22003), whatever is retried.
+    requestLog.record(row({ requestId: `poison-${i}`, status: i === 13 ? 70_000 : 200 }));
+  }
+  await waitFor(() => requestLog.writer.stats().dropped === 1, 10_000, 'the bad row dropped');
+  await waitFor(
+    () => requestLog.writer.stats().buffered === 0 && requestLog.writer.stats().writing === 0,
+    5_000,
+  );
+  assert.deepEqual(await countRows(server.url), { rows: 19, distinct: 19 });
+  assert.equal(await metric(metrics, 'dropped_rejected'), 1);
+  assert.equal(await metric(metrics, 'written'), 19);
+  assert.ok(
+    lines.some((l) => l.msg === 'request log: database refused a row; dropped' && l.code === '22003'),
+  );
+  assert.equal(requestLog.writer.stats().healthy, true);
 });

@@ -11,7 +11,7 @@ import type { Db } from '../../src/requestlog/db.ts';
 import { runMaintenance } from '../../src/requestlog/maintenance.ts';
 import { LOCK_KEYS, migrate } from '../../src/requestlog/migrate.ts';
 import { RequestLog } from '../../src/requestlog/request-log.ts';
-import { INSERT_SQL, insertParams } from '../../src/requestlog/row.ts';
+import { INSERT_SQL, insertParam, serializeRow } from '../../src/requestlog/row.ts';
 import { baseConfig, chatBody, startHarness, TENANT_KEY, waitFor } from '../helpers/harness.ts';
 import {
   BACKENDS,
@@ -47,7 +47,7 @@ async function children(db: Db): Promise<string[]> {
 }
 
 async function insert(db: Db, rows: ReturnType<typeof row>[]): Promise<void> {
-  await db.query(INSERT_SQL, insertParams(rows));
+  await db.query(INSERT_SQL, [insertParam(rows.map(serializeRow))]);
 }
 
 after(() => closeSharedPglite());

@@ -18,7 +18,14 @@ import {
   requestsSql,
   usageSql,
 } from '../../src/requestlog/queries.ts';
-import { COLUMNS, costOf, INSERT_SQL, insertParams, rowFromJson } from '../../src/requestlog/row.ts';
+import {
+  COLUMNS,
+  costOf,
+  INSERT_SQL,
+  insertParam,
+  rowFromJson,
+  serializeRow,
+} from '../../src/requestlog/row.ts';
 import { traceIdFrom } from '../../src/telemetry/trace-context.ts';
 import { row } from '../helpers/request-log.ts';
 
@@ -210,18 +217,21 @@ test('read API: SQL binds every value (nothing interpolated) and pages by keyset
   assert.deepEqual(usage.params.slice(0, 4), ['hour', NOW - DAY, NOW, evil]);
 });
 
-test('rows: one array per column, cost from the price per million, spill lines checked', () => {
+test('rows: one JSON parameter naming every column, cost from the price per million, spill lines checked', () => {
   const rows = [
     row({ requestId: 'a', status: 200 }),
     row({ requestId: 'b', status: 503, errorCode: 'upstream_unavailable' }),
   ];
-  const params = insertParams(rows);
-  assert.equal(params.length, COLUMNS.length);
-  assert.equal((INSERT_SQL.match(/\$\d+::/g) ?? []).length, COLUMNS.length);
-  const at = (column: string) => params[COLUMNS.findIndex(([c]) => c === column)];
-  assert.deepEqual(at('request_id'), ['a', 'b']);
-  assert.deepEqual(at('status'), [200, 503]);
-  assert.deepEqual(at('error_code'), [null, 'upstream_unavailable']);
+  const param = insertParam(rows.map(serializeRow));
+  assert.deepEqual(JSON.parse(param), rows);
+  assert.deepEqual(insertParam([]), '[]');
+  assert.equal((INSERT_SQL.match(/\$\d+/g) ?? []).length, 1);
+  for (const [column, , key] of COLUMNS) {
+    assert.ok(INSERT_SQL.includes(column), column);
+    assert.ok(INSERT_SQL.includes(`"${key}"`), key);
+  }
+  // Every field of a row has a column.
+  assert.deepEqual(COLUMNS.map(([, , key]) => key).sort(), Object.keys(rows[0]!).sort());
 
   assert.equal(costOf({ inputPerMillion: 2.5, outputPerMillion: 10 }, 1_000, 500), 0.0075);
   assert.equal(costOf(undefined, 1_000, 500), null);
