@@ -23,6 +23,10 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY src ./src
 COPY config ./config
+# The request log's embedded PGlite and spill directory default to ./data: the one place the
+# process may write. Mount a volume here to keep them across restarts (with Postgres, set
+# DATABASE_URL; the spill directory still lives here).
+RUN mkdir -p /app/data && chown node:node /app/data
 USER node
 EXPOSE 8080
 # Slim images have no curl; node's fetch does the probe.
