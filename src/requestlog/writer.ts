@@ -22,7 +22,7 @@ export interface WriterSettings {
   writeTimeoutMs: number;
 }
 
-export type DropReason = 'spill_full' | 'spill_error' | 'rejected';
+export type DropReason = 'spill_full' | 'spill_error' | 'spill_backlog' | 'rejected';
 
 /** What the writer reports as it goes (metrics). */
 export interface WriterObserver {
@@ -229,7 +229,7 @@ export class RequestLogWriter {
     if (rows.length === 0) return;
     if (this.#spilling + rows.length > this.#settings.maxBufferedRows) {
       // The disk is slower than the traffic: memory stays bounded.
-      this.#drop(rows.length, 'spill_error');
+      this.#drop(rows.length, 'spill_backlog');
       return;
     }
     this.#spilling += rows.length;

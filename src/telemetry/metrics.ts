@@ -156,7 +156,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     },
     logRows: new Counter({
       name: 'sluice_request_log_rows_total',
-      help: 'Request-log rows by outcome: written (inserted, replays included), spilled (to the spill directory), replayed (from it), dropped_spill_full, dropped_spill_error, dropped_rejected.',
+      help: 'Request-log rows by outcome: written (inserted, replays included), spilled (to the spill directory), replayed (from it), dropped_spill_full, dropped_spill_error, dropped_spill_backlog (the disk slower than the traffic), dropped_rejected (refused by the database for its content).',
       labelNames: ['outcome'],
       registers,
     }),
