@@ -18,32 +18,27 @@ export interface SluiceProcess {
 
 const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
 
-/** A working directory of its own (./data is relative to it), removed when the process exits. */
-function ownCwd(child: () => ChildProcess): { cwd: string; track(): void } {
+/** `node src/main.ts ...args` in a working directory of its own (./data is relative to it), removed when it exits. */
+function spawnSluice(args: string[], env: Record<string, string>): ChildProcess {
   const cwd = mkdtempSync(join(tmpdir(), 'sluice-proc-'));
-  return {
+  const child = spawn(process.execPath, [MAIN, ...args], {
     cwd,
-    track() {
-      child().once('exit', () => rmSync(cwd, { recursive: true, force: true }));
-    },
-  };
+    env: { ...process.env, ...env },
+    stdio: 'pipe',
+  });
+  child.once('exit', () => rmSync(cwd, { recursive: true, force: true }));
+  return child;
 }
 
 export function runSluiceCommand(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const dir = ownCwd(() => child);
-  const child = spawn(process.execPath, [MAIN, ...args], {
-    cwd: dir.cwd,
-    env: { ...process.env, ...env },
-    stdio: 'pipe',
-  });
-  dir.track();
+  const child = spawnSluice(args, env);
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
   const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
   return once(child, 'exit').then(([code]) => {
     clearTimeout(timer);
@@ -55,13 +50,7 @@ export async function startSluiceProcess(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<SluiceProcess> {
-  const dir = ownCwd(() => child);
-  const child = spawn(process.execPath, [MAIN, ...args], {
-    cwd: dir.cwd,
-    env: { ...process.env, ...env },
-    stdio: 'pipe',
-  });
-  dir.track();
+  const child = spawnSluice(args, env);
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));

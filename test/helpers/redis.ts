@@ -5,9 +5,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 import { Redis } from 'ioredis';
+import { freePort } from './ports.ts';
 
 export const REDIS_URL = process.env.SLUICE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -90,16 +91,6 @@ export async function startRedisServer(): Promise<RedisServer> {
   };
   await start();
   return { url, port, start, stop };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as { port: number }).port;
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 /** True when the redis-server binary can be run here. */
