@@ -1,16 +1,18 @@
 /**
- * The request log through a real PgBouncer in transaction pooling mode, with fewer server
+ * The request log's deployment shapes. Through a real PgBouncer in transaction pooling mode, with fewer server
  * connections (2) than Sluice's pool (8): no session state and no named prepared statements may
  * be relied on. Migrations, maintenance and its lock, batched writes, and the read API all go
- * through it.
+ * through it. And with a read replica URL, reads go there.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
 import { runMaintenance } from '../../src/requestlog/maintenance.ts';
-import { LOCK_KEYS } from '../../src/requestlog/migrate.ts';
-import { parseRequestsQuery } from '../../src/requestlog/queries.ts';
+import { LOCK_KEYS, migrate } from '../../src/requestlog/migrate.ts';
+import { PgDb } from '../../src/requestlog/pg-db.ts';
+import { parseRequestsQuery, parseUsageQuery } from '../../src/requestlog/queries.ts';
 import { RequestLog } from '../../src/requestlog/request-log.ts';
+import { INSERT_SQL, insertParam, serializeRow } from '../../src/requestlog/row.ts';
 import { waitFor } from '../helpers/harness.ts';
 import {
   createTestDatabase,
@@ -106,4 +108,45 @@ test('through PgBouncer (transaction mode, pool of 2): schema, writes, lock, rea
   );
   assert.equal(globex503.data.length, 1_000);
   assert.equal(globex503.has_more, false);
+});
+
+test('with requestLog.replicaUrl, reads go to the replica and writes to the primary', async (t) => {
+  const defer = cleanups(t);
+  if (!(await requirePostgres(t))) return;
+  const primary = await createTestDatabase();
+  defer(() => primary.drop());
+  const replica = await createTestDatabase();
+  defer(() => replica.drop());
+  // A stand-in replica: its own database, a row only it has (a real replica would lag a little).
+  const replicaDb = new PgDb({ url: replica.url, poolSize: 1, connectTimeoutMs: 5_000 });
+  defer(() => replicaDb.close());
+  await migrate(replicaDb);
+  await runMaintenance(replicaDb, logConfig());
+  await replicaDb.query(INSERT_SQL, [insertParam([serializeRow(row({ requestId: 'only-on-replica' }))])]);
+
+  const spillDir = await tempDir(defer, 'spill');
+  const { log } = memoryLogger();
+  const requestLog = await RequestLog.open(
+    logConfig({ url: primary.url, replicaUrl: replica.url, spillDir, flushIntervalMs: 20 }),
+    { log },
+  );
+  defer(() => requestLog.close(5_000));
+  for (let i = 0; i < 10; i++) requestLog.record(row({ requestId: `primary-${i}` }));
+  await waitFor(
+    () => requestLog.writer.stats().buffered === 0 && requestLog.writer.stats().writing === 0,
+    10_000,
+  );
+  await requestLog.writer.idle();
+  const [written] = await requestLog.db.query<{ n: number }>('SELECT count(*)::int AS n FROM request_log');
+  assert.equal(written!.n, 10);
+  const page = await requestLog.listRequests(parseRequestsQuery({}));
+  assert.deepEqual(
+    page.data.map((r) => r.requestId),
+    ['only-on-replica'],
+  );
+  const usage = await requestLog.usage(parseUsageQuery({}, Date.now() + 60_000));
+  assert.equal(
+    usage.data.reduce((n, u) => n + (u.requests as number), 0),
+    1,
+  );
 });
