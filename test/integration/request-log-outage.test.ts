@@ -9,11 +9,12 @@ import { appendFile, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import pg from 'pg';
+import { hashKey } from '../../src/auth/keys.ts';
 import { PgDb } from '../../src/requestlog/pg-db.ts';
 import { RequestLog } from '../../src/requestlog/request-log.ts';
 import { createMetrics } from '../../src/telemetry/metrics.ts';
 import { startBlackhole } from '../helpers/blackhole.ts';
-import { chatBody, startHarness, waitFor } from '../helpers/harness.ts';
+import { baseConfig, chatBody, startHarness, waitFor } from '../helpers/harness.ts';
 import { hasPostgresBinaries, type PrivatePostgres, startPostgresServer } from '../helpers/postgres.ts';
 import { cleanups, logConfig, memoryLogger, row, tempDir } from '../helpers/request-log.ts';
 
@@ -214,4 +215,41 @@ test('a row the database refuses is dropped alone, counted; its batch is written
     lines.some((l) => l.msg === 'request log: database refused a row; dropped' && l.code === '22003'),
   );
   assert.equal(requestLog.writer.stats().healthy, true);
+});
+
+test('with the database down, /admin reads answer 503 request_log_unavailable, quickly', async (t) => {
+  const defer = cleanups(t);
+  const server = await privatePostgres(t, defer);
+  if (!server) return;
+  const spillDir = await tempDir(defer, 'spill');
+  const { log } = memoryLogger();
+  const requestLog = await RequestLog.open(
+    logConfig({ url: server.url, spillDir, readTimeoutMs: 1_000, writeTimeoutMs: 1_000 }),
+    { log },
+  );
+  defer(() => requestLog.close(1_000));
+  const admin = 'sk-admin-outage-test';
+  const h = await startHarness({
+    requestLog,
+    config: (fake) => ({ ...baseConfig(fake), admin: { keys: [hashKey(admin)] } }),
+  });
+  defer(() => h.close());
+  await server.stop('immediate');
+  for (const path of ['/admin/requests', '/admin/usage']) {
+    const started = performance.now();
+    const r = await fetch(`${h.url}${path}`, { headers: { authorization: `Bearer ${admin}` } });
+    const body = (await r.json()) as { error: { code: string; type: string } };
+    assert.equal(r.status, 503, path);
+    assert.equal(body.error.code, 'request_log_unavailable');
+    assert.equal(r.headers.get('retry-after'), '5');
+    assert.ok(performance.now() - started < 3_000, `${path} answered in time`);
+  }
+  // Requests themselves are still answered.
+  const ok = await fetch(`${h.baseURL}/chat/completions`, {
+    method: 'POST',
+    headers: h.headers(),
+    body: chatBody(),
+  });
+  assert.equal(ok.status, 200);
+  await ok.arrayBuffer();
 });
