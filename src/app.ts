@@ -78,6 +78,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   const requestLog = deps.requestLog;
   const pools = deps.pools ?? new UpstreamPools();
   pools.configure(originSettings(runtime));
+  metrics.setPoolSource(() => pools.stats());
   const health = new HealthRegistry(breakerCountsAsFailure, (deployment, state) =>
     metrics.breakerState.set({ deployment }, BREAKER_STATE_VALUE[state]),
   );
@@ -244,9 +245,16 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     const logged = !completed && ctx.errorCode === 'client_closed_request' ? 499 : status;
     metrics.hot.requests.get(route, model, String(logged), ctx.errorCode ?? '').inc();
     metrics.hot.duration.get(route, model).observe(durationMs / 1000);
+    const tenant = ctx.tenant?.name ?? '';
+    let costUsd: number | null = null;
     if (ctx.usage) {
-      metrics.tokens.inc({ model, kind: 'prompt' }, ctx.usage.promptTokens);
-      metrics.tokens.inc({ model, kind: 'completion' }, ctx.usage.completionTokens);
+      metrics.tokens.inc({ tenant, model, kind: 'prompt' }, ctx.usage.promptTokens);
+      metrics.tokens.inc({ tenant, model, kind: 'completion' }, ctx.usage.completionTokens);
+      costUsd = costOf(ctx.served?.pricing, ctx.usage.promptTokens, ctx.usage.completionTokens);
+      if (costUsd !== null) metrics.cost.inc({ tenant, model }, costUsd);
+    }
+    if (ctx.fallback !== undefined && completed && status < 400) {
+      metrics.fallbacks.inc({ model, fallback: ctx.fallback });
     }
     if (route === '/healthz' || route === '/readyz' || route === '/metrics') return;
     const traceId = traceIdFrom(request.headers.traceparent) ?? newTraceId();
@@ -271,7 +279,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
         totalMs: durationMs,
         tokensIn,
         tokensOut,
-        costUsd: costOf(ctx.served?.pricing, tokensIn, tokensOut),
+        costUsd,
         traceId,
         streamed: ctx.stream,
         truncated: ctx.truncated,

@@ -179,6 +179,9 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
       lastFailed = deployment;
       const failure = classifyFailure(error);
       deps.metrics.attemptFailures.inc({ deployment: deployment.id, class: failure });
+      if (failure === 'rate_limited') {
+        deps.metrics.providerRateLimits.inc({ provider: deployment.provider.name });
+      }
       if (req.signal.aborted) throw classifyUpstreamError(err, deployment.id, req.signal);
       if (failure === 'permanent') {
         const bigger = group.contextFallback && runtime.models.get(group.contextFallback);
@@ -249,7 +252,7 @@ async function attempt(
     req.signal.removeEventListener('abort', forwardAbort);
     health.outstanding--;
     deps.metrics.hot.upstreamDuration
-      .get(deployment.id, outcome)
+      .get(deployment.provider.name, deployment.id, outcome)
       .observe((performance.now() - started) / 1000);
   };
 

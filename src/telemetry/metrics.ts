@@ -12,14 +12,26 @@ export interface Metrics {
     readonly requests: LabelledChildren<{ inc(value?: number): void }>;
     readonly duration: LabelledChildren<{ observe(value: number): void }>;
     readonly upstreamDuration: LabelledChildren<{ observe(value: number): void }>;
+    readonly ttft: LabelledChildren<{ observe(value: number): void }>;
+    readonly chunkGap: LabelledChildren<{ observe(value: number): void }>;
     readonly limiterDecisions: LabelledChildren<{ inc(value?: number): void }>;
     readonly limiterDuration: LabelledChildren<{ observe(value: number): void }>;
   };
   readonly requests: Counter<'route' | 'model' | 'status' | 'code'>;
   readonly duration: Histogram<'route' | 'model'>;
   readonly inFlight: Gauge;
-  readonly upstreamDuration: Histogram<'deployment' | 'outcome'>;
-  readonly tokens: Counter<'model' | 'kind'>;
+  readonly upstreamDuration: Histogram<'provider' | 'deployment' | 'outcome'>;
+  readonly ttft: Histogram<'model'>;
+  readonly chunkGap: Histogram<'deployment'>;
+  readonly tokens: Counter<'tenant' | 'model' | 'kind'>;
+  readonly cost: Counter<'tenant' | 'model'>;
+  readonly fallbacks: Counter<'model' | 'fallback'>;
+  readonly providerRateLimits: Counter<'provider'>;
+  readonly upstreamConnections: Gauge<'origin' | 'state'>;
+  /** Where the pool gauges read their values at scrape time. */
+  setPoolSource(
+    source: () => Iterable<{ origin: string; connected: number; busy: number; pending: number }>,
+  ): void;
   readonly streamsTruncated: Counter<'deployment' | 'code'>;
   readonly configReloads: Counter<'result'>;
   readonly breakerState: Gauge<'deployment'>;
@@ -77,11 +89,27 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   });
   const upstreamDuration = new Histogram({
     name: 'sluice_upstream_duration_seconds',
-    help: 'Upstream call time until the answer was complete, by deployment and outcome (ok or error code).',
-    labelNames: ['deployment', 'outcome'],
+    help: 'Upstream attempts: time until the answer was complete, by provider, deployment and outcome (ok or error code); its _count is the attempt rate.',
+    labelNames: ['provider', 'deployment', 'outcome'],
     buckets: LATENCY_BUCKETS,
     registers,
   });
+  const ttft = new Histogram({
+    name: 'sluice_ttft_seconds',
+    help: 'Streams: time from request received to the first byte sent to the client, by model.',
+    labelNames: ['model'],
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+  const chunkGap = new Histogram({
+    name: 'sluice_stream_chunk_gap_seconds',
+    help: 'Streams: time between two chunks from the provider (time paused for a slow client excluded), by deployment.',
+    labelNames: ['deployment'],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers,
+  });
+  let poolSource: () => Iterable<{ origin: string; connected: number; busy: number; pending: number }> =
+    () => [];
   // Read at scrape time (no per-request gauge updates); set by the admission queues.
   let queueSource: () => Iterable<{ model: string; queued: number; inFlight: number }> = () => [];
   let logSource: (() => { buffered: number; spillBytes: number; healthy: boolean }) | undefined;
@@ -103,10 +131,49 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     requests,
     duration,
     upstreamDuration,
+    ttft,
+    chunkGap,
+    cost: new Counter({
+      name: 'sluice_cost_usd_total',
+      help: 'Cost in USD (tokens x the pricing of the deployment that answered), by tenant and the model asked for.',
+      labelNames: ['tenant', 'model'],
+      registers,
+    }),
+    fallbacks: new Counter({
+      name: 'sluice_fallbacks_total',
+      help: 'Requests answered by a fallback model, by the model asked for and the fallback that answered.',
+      labelNames: ['model', 'fallback'],
+      registers,
+    }),
+    providerRateLimits: new Counter({
+      name: 'sluice_provider_rate_limited_total',
+      help: 'Upstream attempts a provider answered with 429, by provider.',
+      labelNames: ['provider'],
+      registers,
+    }),
+    upstreamConnections: new Gauge({
+      name: 'sluice_upstream_connections',
+      help: 'Upstream pool per origin: connections open (connected), in use (busy), and requests waiting for one (pending).',
+      labelNames: ['origin', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of poolSource()) {
+          this.set({ origin: p.origin, state: 'connected' }, p.connected);
+          this.set({ origin: p.origin, state: 'busy' }, p.busy);
+          this.set({ origin: p.origin, state: 'pending' }, p.pending);
+        }
+      },
+    }),
+    setPoolSource(source) {
+      poolSource = source;
+    },
     hot: {
       requests: new LabelledChildren((v) => requests.labels(...v)),
       duration: new LabelledChildren((v) => duration.labels(...v)),
       upstreamDuration: new LabelledChildren((v) => upstreamDuration.labels(...v)),
+      ttft: new LabelledChildren((v) => ttft.labels(...v)),
+      chunkGap: new LabelledChildren((v) => chunkGap.labels(...v)),
       limiterDecisions: new LabelledChildren((v) => limiterDecisions.labels(...v)),
       limiterDuration: new LabelledChildren((v) => limiterDuration.labels(...v)),
     },
@@ -236,8 +303,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     }),
     tokens: new Counter({
       name: 'sluice_tokens_total',
-      help: 'Tokens reported by providers, by model and kind (prompt, completion).',
-      labelNames: ['model', 'kind'],
+      help: 'Tokens reported by providers, by tenant, the model asked for, and kind (prompt, completion).',
+      labelNames: ['tenant', 'model', 'kind'],
       registers,
     }),
     streamsTruncated: new Counter({

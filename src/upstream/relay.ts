@@ -73,6 +73,8 @@ export interface RelaySource {
 export interface RelayOptions {
   readonly deploymentId: string;
   readonly chunkGapTimeoutMs: number;
+  /** Observes each gap between two provider chunks, in seconds (paused time excluded). */
+  readonly gaps?: { observe(seconds: number): void };
   /** The chunk-gap clock ran out: abort the upstream call (its error then ends the relay). */
   onChunkGap(): void;
   /** Called once when the relay ends, with the error that cut it short, if any. */
@@ -88,6 +90,8 @@ export function relaySse(source: RelaySource, res: ServerResponse, options: Rela
   const { body, held, tap, signal } = source;
   let ended = false;
   let flowing = true;
+  let lastChunkAt = performance.now();
+  const gaps = options.gaps;
   const gapTimer = setTimeout(() => {
     if (flowing && !ended) options.onChunkGap();
   }, options.chunkGapTimeoutMs);
@@ -112,11 +116,17 @@ export function relaySse(source: RelaySource, res: ServerResponse, options: Rela
   };
   const onDrain = () => {
     flowing = true;
+    lastChunkAt = performance.now();
     gapTimer.refresh();
     body.resume();
   };
   const onData = (chunk: Buffer) => {
     gapTimer.refresh();
+    if (gaps !== undefined) {
+      const now = performance.now();
+      gaps.observe((now - lastChunkAt) / 1000);
+      lastChunkAt = now;
+    }
     const out = tap.push(chunk);
     if (out !== undefined) write(out);
   };

@@ -42,10 +42,10 @@ describe('health and metrics endpoints', () => {
       /sluice_requests_total\{route="\/v1\/chat\/completions",model="test-model",status="200",code=""\} 1/,
     );
     assert.match(text, /sluice_requests_total\{[^}]*status="404",code="model_not_found"\} 1/);
-    assert.match(text, /sluice_tokens_total\{model="test-model",kind="completion"\} 5/);
+    assert.match(text, /sluice_tokens_total\{tenant="acme",model="test-model",kind="completion"\} 5/);
     assert.match(
       text,
-      /sluice_upstream_duration_seconds_count\{deployment="fake\/upstream-test-model@local",outcome="ok"\} 1/,
+      /sluice_upstream_duration_seconds_count\{provider="fake",deployment="fake\/upstream-test-model@local",outcome="ok"\} 1/,
     );
     // An unknown model name from a client must not become a label value.
     assert.ok(!text.includes('missing"'), 'client-chosen model names are not labels');

@@ -149,6 +149,7 @@ async function forward(
   }
 
   ctx.firstByteMs = performance.now() - ctx.startedAt;
+  deps.metrics.hot.ttft.get(model.name).observe(ctx.firstByteMs / 1000);
   // The stream is written straight to the socket (no Readable wrapper and pipe in between).
   reply.hijack();
   reply.raw.writeHead(200, {
@@ -160,6 +161,7 @@ async function forward(
   relaySse(answer, reply.raw, {
     deploymentId: answer.deployment.id,
     chunkGapTimeoutMs: answer.deployment.timeouts.chunkGapTimeoutMs,
+    gaps: deps.metrics.hot.chunkGap.get(answer.deployment.id),
     onChunkGap: () => answer.abort(new UpstreamAbort('chunk_gap_timeout')),
     onEnd(error) {
       cleanup();
