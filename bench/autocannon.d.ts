@@ -35,6 +35,8 @@ declare module 'autocannon' {
     requests: Stats & { sent: number };
     /** Milliseconds. */
     latency: Stats;
+    /** Responses per HTTP status. */
+    statusCodeStats?: Record<string, { count: number }>;
   }
   export interface Instance extends PromiseLike<Result> {
     stop(): void;
