@@ -35,7 +35,7 @@ import { registerModelsRoute } from './server/routes/models.ts';
 import { registerPassthrough } from './server/routes/passthrough.ts';
 import type { Metrics } from './telemetry/metrics.ts';
 import { BREAKER_STATE_VALUE, createMetrics } from './telemetry/metrics.ts';
-import { newTraceId, traceIdFrom } from './telemetry/trace-context.ts';
+import { TRACING_OFF, type Tracing } from './telemetry/tracing.ts';
 import { type OriginSettings, UpstreamPools } from './upstream/pools.ts';
 
 export interface AppDeps {
@@ -49,6 +49,8 @@ export interface AppDeps {
   limiter?: Limiter;
   /** Where each request's row goes when it ends (the request log); none: no rows. */
   requestLog?: RequestLog;
+  /** OpenTelemetry tracing; default off (trace ids only). */
+  tracing?: Tracing;
 }
 
 export interface Gateway {
@@ -76,6 +78,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   const metrics = deps.metrics ?? createMetrics();
   const accessLog = deps.accessLogger ?? deps.logger;
   const requestLog = deps.requestLog;
+  const tracing = deps.tracing ?? TRACING_OFF;
   const pools = deps.pools ?? new UpstreamPools();
   pools.configure(originSettings(runtime));
   metrics.setPoolSource(() => pools.stats());
@@ -189,6 +192,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       slot: undefined,
       queueWaitMs: undefined,
       finished: false,
+      trace: undefined,
       onClientGone: undefined,
     };
     request.sluice = ctx;
@@ -200,6 +204,12 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       finish(request, reply.raw.statusCode, completed);
     });
     const routeConfig = request.routeOptions.config;
+    if (routeConfig.auth || routeConfig.admin) {
+      ctx.trace = tracing.startRequest(
+        `${request.method} ${request.routeOptions.url ?? 'unmatched'}`,
+        request.headers.traceparent,
+      );
+    }
     if (routeConfig.admin) return authenticateAdmin(request, runtime);
     if (!routeConfig.auth) return undefined;
     if (draining) return new SluiceError('shutting_down', 'This gateway instance is shutting down; retry.');
@@ -257,7 +267,26 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       metrics.fallbacks.inc({ model, fallback: ctx.fallback });
     }
     if (route === '/healthz' || route === '/readyz' || route === '/metrics') return;
-    const traceId = traceIdFrom(request.headers.traceparent) ?? newTraceId();
+    ctx.trace ??= tracing.startRequest(`${request.method} ${route}`, request.headers.traceparent);
+    const traceId = ctx.trace.traceId;
+    if (tracing.enabled) {
+      ctx.trace.end(
+        {
+          'sluice.request_id': request.id,
+          'sluice.tenant': ctx.tenant?.name ?? '',
+          'sluice.model': ctx.model ?? '',
+          'sluice.deployment': ctx.deployment ?? '',
+          'sluice.attempts': ctx.attempts,
+          'sluice.fallback': ctx.fallback ?? '',
+          'sluice.error_code': ctx.errorCode ?? '',
+          'sluice.stream': ctx.stream,
+          'sluice.queue_wait_ms': ctx.queueWaitMs ?? 0,
+          'gen_ai.usage.input_tokens': ctx.usage?.promptTokens ?? 0,
+          'gen_ai.usage.output_tokens': ctx.usage?.completionTokens ?? 0,
+        },
+        logged,
+      );
+    }
     if (requestLog !== undefined && ctx.tenant !== undefined) {
       const tokensIn = ctx.usage?.promptTokens ?? null;
       const tokensOut = ctx.usage?.completionTokens ?? null;

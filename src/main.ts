@@ -8,6 +8,7 @@
  *   sluice hash-key KEY             print the digest to put in tenants.<name>.keys
  *   sluice migrate [--config FILE]  apply the request log's pending migrations and exit
  */
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { buildApp } from './app.ts';
 import { hashKey } from './auth/keys.ts';
@@ -23,6 +24,7 @@ import { openDatabase, RequestLog } from './requestlog/request-log.ts';
 import { compileRuntime, needsEmbeddedFake, type Runtime } from './runtime.ts';
 import { createLoggers, stdoutDestination } from './telemetry/logger.ts';
 import { createMetrics } from './telemetry/metrics.ts';
+import { createTracing } from './telemetry/tracing.ts';
 
 const USAGE = `usage:
   sluice [--config FILE]        start the gateway (FILE defaults to $SLUICE_CONFIG, else embedded defaults)
@@ -94,7 +96,14 @@ async function serve(configPath: string | undefined): Promise<number> {
       return 1;
     }
   }
-  const gateway = await buildApp(runtime, { logger, accessLogger: loggers.access, metrics, requestLog });
+  const tracing = createTracing(runtime.config.tracing, `${hostname()}:${process.pid}`);
+  const gateway = await buildApp(runtime, {
+    logger,
+    accessLogger: loggers.access,
+    metrics,
+    requestLog,
+    tracing,
+  });
   const { host, port } = runtime.config.server;
   try {
     await gateway.app.listen({ host, port });
@@ -149,8 +158,10 @@ async function serve(configPath: string | undefined): Promise<number> {
             'limits.redis connection settings take effect on restart (keyPrefix and failureMode follow the reload)',
           );
         }
-        if (JSON.stringify(next.config.requestLog) !== JSON.stringify(gateway.current().config.requestLog)) {
-          logger.warn('requestLog changes take effect on restart');
+        for (const section of ['requestLog', 'tracing'] as const) {
+          if (JSON.stringify(next.config[section]) !== JSON.stringify(gateway.current().config[section])) {
+            logger.warn(`${section} changes take effect on restart`);
+          }
         }
         gateway.apply(next);
         logger.level = next.config.logging.level;
@@ -187,6 +198,9 @@ async function serve(configPath: string | undefined): Promise<number> {
       await gateway.shutdown(drainTimeoutMs);
       // After the drain, so the rows of the last requests are written (or spilled) too.
       await requestLog?.close(10_000);
+      await tracing
+        .shutdown()
+        .catch((err: Error) => logger.warn({ err: err.message }, 'tracing: last export failed'));
       await fake?.close();
       logger.info('stopped');
       logOutput.flushSync();

@@ -149,6 +149,14 @@ export const DEFAULTS = Object.freeze({
     /** Bound of the spill directory; past it, rows are dropped and counted. */
     maxSpillBytes: 1024 * 1024 * 1024,
   }),
+  tracing: Object.freeze({
+    serviceName: 'sluice',
+    /** Share of new traces (no sampled parent) recorded; a parent's decision is followed. */
+    sampleRatio: 1,
+    exportTimeoutMs: 10_000,
+    /** Spans held for export; past it new spans are dropped (never the requests). */
+    maxQueuedSpans: 2_048,
+  }),
   /** How long after the last file-system event the config file is re-read. */
   reloadDebounceMs: 200,
 });

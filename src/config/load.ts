@@ -70,6 +70,7 @@ export function validateConfig(raw: unknown, env: Env): Config {
   doc.breaker ??= {};
   doc.queue ??= {};
   doc.requestLog ??= {};
+  doc.tracing ??= {};
   materialise(doc.queue, ['shares']);
   doc.limits ??= {};
   materialise(doc.limits, ['redis', 'tokenEstimate', 'worker', 'fleet']);

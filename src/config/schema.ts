@@ -449,6 +449,38 @@ export const RequestLogSchema = closed(
   'The request log: one row per request in Postgres, written in batches off the request path (docs/request-log.md).',
 );
 
+export const TracingSchema = closed(
+  {
+    endpoint: Type.Optional(
+      Type.String({
+        pattern: '^(https?://.+|.*\\$\\{.*)?$',
+        maxLength: 4096,
+        description:
+          'OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces. Absent or empty: tracing off.',
+      }),
+    ),
+    serviceName: Type.String({ minLength: 1, maxLength: 128, default: DEFAULTS.tracing.serviceName }),
+    sampleRatio: Type.Number({ minimum: 0, maximum: 1, default: DEFAULTS.tracing.sampleRatio }),
+    headers: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[A-Za-z0-9-]{1,64}$' }), Type.String({ maxLength: 4096 }), {
+        additionalProperties: false,
+        description: 'Sent with every export (e.g. an auth token: use ${ENV}).',
+      }),
+    ),
+    exportTimeoutMs: Type.Integer({
+      minimum: 1,
+      maximum: 600_000,
+      default: DEFAULTS.tracing.exportTimeoutMs,
+    }),
+    maxQueuedSpans: Type.Integer({
+      minimum: 1,
+      maximum: 1_000_000,
+      default: DEFAULTS.tracing.maxQueuedSpans,
+    }),
+  },
+  'OpenTelemetry traces over OTLP/HTTP: a span per request, one per upstream attempt (docs/observability.md).',
+);
+
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
@@ -500,6 +532,7 @@ export const ConfigSchema = Type.Object(
     limits: Type.Optional(LimitsSchema),
     queue: Type.Optional(QueueSchema),
     requestLog: Type.Optional(RequestLogSchema),
+    tracing: Type.Optional(TracingSchema),
     passthrough: Type.Optional(
       closed(
         { provider: Name },
@@ -531,6 +564,11 @@ export type LimitsConfig = Omit<LimitsInput, 'redis' | 'tokenEstimate' | 'worker
   };
 };
 
+export type TracingConfig = Required<Omit<Static<typeof TracingSchema>, 'endpoint' | 'headers'>> & {
+  endpoint?: string;
+  headers?: Record<string, string>;
+};
+
 export type RequestLogConfig = Required<Omit<Static<typeof RequestLogSchema>, 'url' | 'replicaUrl'>> & {
   url?: string;
   replicaUrl?: string;
@@ -543,8 +581,9 @@ export type QueueConfig = Required<Omit<Static<typeof QueueSchema>, 'shares'>> &
 
 export type Config = Omit<
   ConfigInput,
-  'server' | 'logging' | 'timeouts' | 'retry' | 'breaker' | 'limits' | 'queue' | 'requestLog'
+  'server' | 'logging' | 'timeouts' | 'retry' | 'breaker' | 'limits' | 'queue' | 'requestLog' | 'tracing'
 > & {
+  tracing: TracingConfig;
   requestLog: RequestLogConfig;
   limits: LimitsConfig;
   queue: QueueConfig;

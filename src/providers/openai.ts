@@ -26,6 +26,8 @@ export interface UpstreamRequest {
 
 export interface RequestContext {
   readonly requestId: string;
+  /** W3C trace context for the provider, when there is one. */
+  readonly traceparent?: string | undefined;
 }
 
 export function buildUpstreamRequest(
@@ -47,7 +49,10 @@ export function buildUpstreamRequest(
     origin: provider.origin,
     path: provider.basePath + ENDPOINT_PATHS[endpoint],
     method: 'POST',
-    headers: { ...provider.headers, 'x-request-id': context.requestId },
+    headers:
+      context.traceparent === undefined
+        ? { ...provider.headers, 'x-request-id': context.requestId }
+        : { ...provider.headers, 'x-request-id': context.requestId, traceparent: context.traceparent },
     body: JSON.stringify(upstreamBody),
     stream,
     clientWantsUsage,

@@ -16,6 +16,7 @@ import { buildUpstreamRequest, type Endpoint } from '../providers/openai.ts';
 import { pickTwoChoices } from '../routing/select.ts';
 import type { Deployment, ModelRoute, ProviderRuntime, Runtime } from '../runtime.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
+import type { RequestSpan } from '../telemetry/tracing.ts';
 import { callUpstream, readBounded } from '../upstream/call.ts';
 import { classifyUpstreamError, UpstreamAbort } from '../upstream/classify.ts';
 import type { UpstreamPools } from '../upstream/pools.ts';
@@ -38,6 +39,8 @@ export interface ExecuteRequest {
   readonly endpoint: Endpoint;
   readonly body: Readonly<Record<string, unknown>>;
   readonly requestId: string;
+  /** The request's trace: each attempt gets a span of its own (or the client's traceparent). */
+  readonly trace?: RequestSpan | undefined;
   readonly runtime: Runtime;
   readonly model: ModelRoute;
   /** Absolute deadline on the performance.now() clock. */
@@ -244,6 +247,7 @@ async function attempt(
       ? setTimeout(() => controller.abort(new UpstreamAbort('total_timeout')), timeouts.totalTimeoutMs)
       : undefined;
   health.outstanding++;
+  const span = req.trace?.attempt(deployment);
   let released = false;
   const release = (outcome: string) => {
     if (released) return;
@@ -251,12 +255,16 @@ async function attempt(
     clearTimeout(totalTimer);
     req.signal.removeEventListener('abort', forwardAbort);
     health.outstanding--;
+    span?.end(outcome);
     deps.metrics.hot.upstreamDuration
       .get(deployment.provider.name, deployment.id, outcome)
       .observe((performance.now() - started) / 1000);
   };
 
-  const upstreamReq = buildUpstreamRequest(req.endpoint, req.body, deployment, { requestId: req.requestId });
+  const upstreamReq = buildUpstreamRequest(req.endpoint, req.body, deployment, {
+    requestId: req.requestId,
+    traceparent: span?.traceparent,
+  });
   // First token: response headers for JSON; real output (not just headers) for streams.
   const firstTokenTimer = setTimeout(
     () => controller.abort(new UpstreamAbort('first_token_timeout')),

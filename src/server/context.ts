@@ -2,6 +2,7 @@ import type { Priority } from '../config/defaults.ts';
 import type { Admission, Hold } from '../limits/limiter.ts';
 import type { Slot } from '../queue/queues.ts';
 import type { Deployment, Runtime, Tenant } from '../runtime.ts';
+import type { RequestSpan } from '../telemetry/tracing.ts';
 import type { Usage } from '../upstream/usage.ts';
 
 /** What one request collects on its way through, read once at the end for the log line and metrics. */
@@ -35,6 +36,8 @@ export interface RequestContext {
   queueWaitMs: number | undefined;
   /** Set once the response has ended (or the client went away) and the request was logged. */
   finished: boolean;
+  /** The request's span (tracing on) or trace id (off); none on health and metrics routes. */
+  trace: RequestSpan | undefined;
   /** Called when the client connection closes before the response finished. */
   onClientGone: (() => void) | undefined;
 }

@@ -11,6 +11,7 @@ import { type FakeProvider, startFakeProvider } from '../../src/fake-provider/se
 import type { RequestLog } from '../../src/requestlog/request-log.ts';
 import { compileRuntime } from '../../src/runtime.ts';
 import { createLoggers } from '../../src/telemetry/logger.ts';
+import type { Tracing } from '../../src/telemetry/tracing.ts';
 
 export const TENANT_KEY = 'sk-test-acme-0123456789';
 export const OTHER_TENANT_KEY = 'sk-test-batch-0123456789';
@@ -38,6 +39,8 @@ export interface HarnessOptions {
   fakeDefaults?: Partial<Behaviour>;
   /** Rows of each request go here (the test opens and closes it). */
   requestLog?: RequestLog;
+  /** OpenTelemetry tracing (the test creates and shuts it down). */
+  tracing?: Tracing;
 }
 
 export function baseConfig(fake: FakeProvider): Record<string, unknown> {
@@ -77,6 +80,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     logger: loggers.log,
     accessLogger: loggers.access,
     requestLog: options.requestLog,
+    tracing: options.tracing,
   });
   const url = await gateway.app.listen({ host: '127.0.0.1', port: 0 });
   return {

@@ -174,6 +174,12 @@ describe('config loading', () => {
       ),
       'models["gpt-4.1"].deployments[0].pricing.inputPerMillion',
     ],
+    [
+      'a non-HTTP tracing endpoint',
+      `${BASE}\ntracing: { endpoint: "grpc://collector:4317" }`,
+      'tracing.endpoint',
+    ],
+    ['a sample ratio above 1', `${BASE}\ntracing: { sampleRatio: 1.5 }`, 'tracing.sampleRatio'],
     ['invalid YAML', 'providers: [unclosed', ''],
     ['not a mapping', '- a\n- b', ''],
   ];

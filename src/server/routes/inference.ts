@@ -126,6 +126,7 @@ async function forward(
         endpoint,
         body,
         requestId: request.id,
+        trace: ctx.trace,
         runtime: ctx.runtime,
         model,
         deadline: ctx.startedAt + budgetMs,
