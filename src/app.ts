@@ -258,10 +258,10 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     const tenant = ctx.tenant?.name ?? '';
     let costUsd: number | null = null;
     if (ctx.usage) {
-      metrics.tokens.inc({ tenant, model, kind: 'prompt' }, ctx.usage.promptTokens);
-      metrics.tokens.inc({ tenant, model, kind: 'completion' }, ctx.usage.completionTokens);
+      metrics.hot.tokens.get(tenant, model, 'prompt').inc(ctx.usage.promptTokens);
+      metrics.hot.tokens.get(tenant, model, 'completion').inc(ctx.usage.completionTokens);
       costUsd = costOf(ctx.served?.pricing, ctx.usage.promptTokens, ctx.usage.completionTokens);
-      if (costUsd !== null) metrics.cost.inc({ tenant, model }, costUsd);
+      if (costUsd !== null) metrics.hot.cost.get(tenant, model).inc(costUsd);
     }
     if (ctx.fallback !== undefined && completed && status < 400) {
       metrics.fallbacks.inc({ model, fallback: ctx.fallback });
@@ -340,9 +340,12 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   }
 
   registerHealthRoutes(app, deps.readinessChecks ?? [], () => draining);
-  app.get('/metrics', async (_request, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-  );
+  // With server.metricsPort, /metrics is served there (main.ts) and not on the API's port.
+  if (initial.config.server.metricsPort === undefined) {
+    app.get('/metrics', async (_request, reply) =>
+      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    );
+  }
   registerModelsRoute(app);
   registerInferenceRoutes(app, { pools, health, metrics, limiter, queues });
   registerAdminRoutes(app, { health, limiter, shedder, queues, requestLog });

@@ -24,6 +24,7 @@ import { openDatabase, RequestLog } from './requestlog/request-log.ts';
 import { compileRuntime, needsEmbeddedFake, type Runtime } from './runtime.ts';
 import { createLoggers, stdoutDestination } from './telemetry/logger.ts';
 import { createMetrics } from './telemetry/metrics.ts';
+import { startMetricsServer } from './telemetry/metrics-server.ts';
 import { createTracing } from './telemetry/tracing.ts';
 
 const USAGE = `usage:
@@ -104,12 +105,16 @@ async function serve(configPath: string | undefined): Promise<number> {
     requestLog,
     tracing,
   });
-  const { host, port } = runtime.config.server;
+  const { host, port, metricsPort } = runtime.config.server;
+  let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
   try {
     await gateway.app.listen({ host, port });
+    if (metricsPort !== undefined)
+      metricsServer = await startMetricsServer(metrics.registry, host, metricsPort);
   } catch (err) {
     logger.fatal({ err }, 'cannot listen');
     logOutput.flushSync();
+    await gateway.shutdown(0);
     await requestLog?.close(1_000);
     await fake?.close();
     return 1;
@@ -122,6 +127,7 @@ async function serve(configPath: string | undefined): Promise<number> {
       url,
       config: configPath ?? 'embedded',
       fakeProvider: fake?.baseUrl,
+      metrics: metricsServer?.url ?? `${url}/metrics`,
       models: [...runtime.models.keys()],
     },
     'sluice listening',
@@ -142,9 +148,12 @@ async function serve(configPath: string | undefined): Promise<number> {
         if (
           after.host !== before.host ||
           after.port !== before.port ||
-          after.bodyLimitBytes !== before.bodyLimitBytes
+          after.bodyLimitBytes !== before.bodyLimitBytes ||
+          after.metricsPort !== before.metricsPort
         ) {
-          logger.warn('server.host, server.port and server.bodyLimitBytes changes take effect on restart');
+          logger.warn(
+            'server.host, server.port, server.bodyLimitBytes and server.metricsPort changes take effect on restart',
+          );
         }
         const redisBefore = gateway.current().config.limits.redis;
         const redisAfter = next.config.limits.redis;
@@ -196,6 +205,7 @@ async function serve(configPath: string | undefined): Promise<number> {
       logger.info({ signal, drainTimeoutMs }, 'draining');
       stopWatching();
       await gateway.shutdown(drainTimeoutMs);
+      await metricsServer?.close();
       // After the drain, so the rows of the last requests are written (or spilled) too.
       await requestLog?.close(10_000);
       await tracing

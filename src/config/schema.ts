@@ -493,6 +493,14 @@ export const ConfigSchema = Type.Object(
           maximum: 256 * 1024 * 1024,
           default: DEFAULTS.server.bodyLimitBytes,
         }),
+        metricsPort: Type.Optional(
+          Type.Integer({
+            minimum: 0,
+            maximum: 65_535,
+            description:
+              'Serve /metrics on this port (same host) instead of the API port; 0 picks a free one. Takes effect on restart.',
+          }),
+        ),
         drainTimeoutMs: Type.Integer({
           minimum: 0,
           maximum: 3_600_000,
@@ -587,7 +595,7 @@ export type Config = Omit<
   requestLog: RequestLogConfig;
   limits: LimitsConfig;
   queue: QueueConfig;
-  server: Required<NonNullable<ConfigInput['server']>>;
+  server: Required<Omit<NonNullable<ConfigInput['server']>, 'metricsPort'>> & { metricsPort?: number };
   logging: Required<NonNullable<ConfigInput['logging']>>;
   timeouts: Timeouts;
   retry: Required<NonNullable<ConfigInput['retry']>>;

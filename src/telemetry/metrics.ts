@@ -14,6 +14,8 @@ export interface Metrics {
     readonly upstreamDuration: LabelledChildren<{ observe(value: number): void }>;
     readonly ttft: LabelledChildren<{ observe(value: number): void }>;
     readonly chunkGap: LabelledChildren<{ observe(value: number): void }>;
+    readonly tokens: LabelledChildren<{ inc(value?: number): void }>;
+    readonly cost: LabelledChildren<{ inc(value?: number): void }>;
     readonly limiterDecisions: LabelledChildren<{ inc(value?: number): void }>;
     readonly limiterDuration: LabelledChildren<{ observe(value: number): void }>;
   };
@@ -108,6 +110,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers,
   });
+  const tokens = new Counter({
+    name: 'sluice_tokens_total',
+    help: 'Tokens reported by providers, by tenant, the model asked for, and kind (prompt, completion).',
+    labelNames: ['tenant', 'model', 'kind'],
+    registers,
+  });
+  const cost = new Counter({
+    name: 'sluice_cost_usd_total',
+    help: 'Cost in USD (tokens x the pricing of the deployment that answered), by tenant and the model asked for.',
+    labelNames: ['tenant', 'model'],
+    registers,
+  });
   let poolSource: () => Iterable<{ origin: string; connected: number; busy: number; pending: number }> =
     () => [];
   // Read at scrape time (no per-request gauge updates); set by the admission queues.
@@ -133,12 +147,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     upstreamDuration,
     ttft,
     chunkGap,
-    cost: new Counter({
-      name: 'sluice_cost_usd_total',
-      help: 'Cost in USD (tokens x the pricing of the deployment that answered), by tenant and the model asked for.',
-      labelNames: ['tenant', 'model'],
-      registers,
-    }),
+    cost,
+    tokens,
     fallbacks: new Counter({
       name: 'sluice_fallbacks_total',
       help: 'Requests answered by a fallback model, by the model asked for and the fallback that answered.',
@@ -174,6 +184,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       upstreamDuration: new LabelledChildren((v) => upstreamDuration.labels(...v)),
       ttft: new LabelledChildren((v) => ttft.labels(...v)),
       chunkGap: new LabelledChildren((v) => chunkGap.labels(...v)),
+      tokens: new LabelledChildren((v) => tokens.labels(...v)),
+      cost: new LabelledChildren((v) => cost.labels(...v)),
       limiterDecisions: new LabelledChildren((v) => limiterDecisions.labels(...v)),
       limiterDuration: new LabelledChildren((v) => limiterDuration.labels(...v)),
     },
@@ -299,12 +311,6 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     inFlight: new Gauge({
       name: 'sluice_requests_in_flight',
       help: 'Requests being handled now.',
-      registers,
-    }),
-    tokens: new Counter({
-      name: 'sluice_tokens_total',
-      help: 'Tokens reported by providers, by tenant, the model asked for, and kind (prompt, completion).',
-      labelNames: ['tenant', 'model', 'kind'],
       registers,
     }),
     streamsTruncated: new Counter({

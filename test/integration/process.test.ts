@@ -132,6 +132,29 @@ describe('the sluice process', () => {
     }
   });
 
+  it('with server.metricsPort, serves /metrics on that port and names it in the start line', async () => {
+    const file = join(dir, 'metrics-port.yaml');
+    await writeFile(
+      file,
+      yamlConfig(fake, ['alpha']).replace('drainTimeoutMs: 5000 }', 'drainTimeoutMs: 5000, metricsPort: 0 }'),
+    );
+    const p = await startSluiceProcess(['--config', file], { TEST_PROVIDER_KEY: 'k' });
+    try {
+      const started = p.logs.find((l) => l.msg === 'sluice listening')!;
+      const metricsUrl = String(started.metrics);
+      assert.notEqual(metricsUrl, `${p.url}/metrics`);
+      const scraped = await request(metricsUrl);
+      assert.equal(scraped.statusCode, 200);
+      assert.match(await scraped.body.text(), /sluice_requests_in_flight/);
+      const onApi = await request(`${p.url}/metrics`);
+      assert.equal(onApi.statusCode, 404);
+      await onApi.body.dump();
+    } finally {
+      p.kill();
+      assert.equal(await p.exited, 0);
+    }
+  });
+
   it('picks up config edits without a restart, refuses a bad edit and keeps the running config', async () => {
     const file = join(dir, 'live.yaml');
     await writeFile(file, yamlConfig(fake, ['alpha']));

@@ -1,0 +1,112 @@
+// Instrumentation cost (`npm run bench` runs it last): Sluice pinned to core 1 with its metrics and
+// per-request access log on (as shipped) and off (no-op metric objects, logging silent), the fake
+// provider and a fresh load generator on core 0; throughput at c=50 (closed loop) and CPU per
+// request, 5 alternating rounds, medians. Target: throughput with instrumentation within 10% of
+// without. Loopback only, bounded in time.
+//
+//   node bench/instrumentation.ts [--seconds 10] [--rounds 5]
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { runPhase } from './phase.ts';
+import { freePort, pinSelf, spawnPinned, stop, waitReady } from './procs.ts';
+import { CHAT_BODY, HEADERS, PROVIDER_CORE, PROXY_CORE, ROOT, sluiceConfig, startFake } from './setup.ts';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '5' },
+    /** Also no-logs (metrics only) and no-metrics (access log only), to split the cost. */
+    modes: { type: 'string', default: 'on,off' },
+  },
+});
+const SECONDS = Number(values.seconds);
+const ROUNDS = Number(values.rounds);
+const MODES = values.modes.split(',') as Mode[];
+type Mode = 'on' | 'off' | 'no-logs' | 'no-metrics';
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main(): Promise<void> {
+  pinSelf(PROVIDER_CORE);
+  const upstream = await startFake(PROVIDER_CORE);
+  const tmp = mkdtempSync(join(tmpdir(), 'sluice-bench-instr-'));
+  const runs = Object.fromEntries(
+    MODES.map((m) => [m, [] as Array<{ rps: number; cpuUs: number }>]),
+  ) as Record<Mode, Array<{ rps: number; cpuUs: number }>>;
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const mode of MODES) {
+        const port = await freePort();
+        const file = join(tmp, `${mode}.yaml`);
+        writeFileSync(file, sluiceConfig(port, upstream.port));
+        const proc = spawnPinned(
+          'sluice',
+          PROXY_CORE,
+          ['bench/instrumentation-target.ts', '--config', file, '--mode', mode],
+          ROOT,
+        );
+        const origin = `http://127.0.0.1:${port}`;
+        try {
+          await waitReady(proc, `${origin}/healthz`);
+          const rps = await runPhase(
+            {
+              url: `${origin}/v1/chat/completions`,
+              headers: HEADERS,
+              procPid: proc.pid,
+              fakePid: upstream.proc.pid,
+              kind: 'rps',
+              body: CHAT_BODY,
+              connections: 50,
+              warmupS: 2,
+              durationS: SECONDS,
+            },
+            PROVIDER_CORE,
+            (SECONDS + 60) * 1000,
+          );
+          runs[mode].push({ rps: rps.rpsMedian, cpuUs: rps.cpuUsPerReqMedian });
+          process.stderr.write(
+            `[instrumentation] ${mode}: ${rps.rpsMedian.toFixed(0)} req/s, ${rps.cpuUsPerReqMedian.toFixed(1)} CPU us/req\n`,
+          );
+        } finally {
+          await stop(proc);
+        }
+      }
+    }
+  } finally {
+    await stop(upstream.proc);
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  const summary = (m: Mode) => ({
+    rps: median(runs[m].map((r) => r.rps)),
+    cpuUs: median(runs[m].map((r) => r.cpuUs)),
+  });
+  const on = summary('on');
+  const off = summary('off');
+  const diff = (on.rps - off.rps) / off.rps;
+  const lines = [
+    '## Instrumentation cost: metrics and access log on vs off',
+    '',
+    `Command: \`node bench/instrumentation.ts --seconds ${SECONDS} --rounds ${ROUNDS}\` · Sluice pinned to core ${PROXY_CORE}, fake provider and load generator on core ${PROVIDER_CORE}, c=50 closed loop, ${ROUNDS} alternating rounds, medians`,
+    '',
+    '| instrumentation | req/s (runs) | median req/s | CPU µs/req (median) |',
+    '|---|---|---:|---:|',
+    ...MODES.map(
+      (m) =>
+        `| ${m} | ${runs[m].map((r) => r.rps.toFixed(0)).join(' / ')} | ${summary(m).rps.toFixed(0)} | ${summary(m).cpuUs.toFixed(1)} |`,
+    ),
+    '',
+    '| target | goal | measured | result |',
+    '|---|---|---|---|',
+    `| throughput with metrics + logs on vs off | within 10% | ${(diff * 100).toFixed(1)}% | ${Math.abs(diff) <= 0.1 ? 'PASS' : 'MISS'} |`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`${(err as Error).stack}\n`);
+    process.exit(1);
+  },
+);
