@@ -13,8 +13,8 @@ const { values } = parseArgs({
   options: { config: { type: 'string' }, mode: { type: 'string', default: 'on' } },
 });
 const mode = values.mode;
-const logsOn = mode === 'on' || mode === 'no-metrics';
-const metricsOn = mode === 'on' || mode === 'no-logs';
+const logsOn = mode === 'on' || mode === 'no-metrics' || mode === 'no-default';
+const metricsOn = mode === 'on' || mode === 'no-logs' || mode === 'no-default';
 
 /** Metrics whose every inc/observe/set does nothing, shaped like the real ones. */
 function noopMetrics(): Metrics {
@@ -38,7 +38,7 @@ const loggers = createLoggers(logsOn ? 'info' : 'silent', stdoutDestination());
 const gateway = await buildApp(compileRuntime(config), {
   logger: loggers.log,
   accessLogger: loggers.access,
-  metrics: metricsOn ? createMetrics() : noopMetrics(),
+  metrics: metricsOn ? createMetrics({ defaultMetrics: mode !== 'no-default' }) : noopMetrics(),
 });
 await gateway.app.listen({ host: config.server.host, port: config.server.port });
 process.on('SIGTERM', () => {
