@@ -11,6 +11,7 @@ import { Agent, request } from 'undici';
 import { hashKey } from '../src/auth/keys.ts';
 import { startFakeProvider } from '../src/fake-provider/server.ts';
 import { inProcessGateway } from './gateway.ts';
+import { runBench } from './procs.ts';
 
 const { values } = parseArgs({
   options: {
@@ -113,10 +114,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`${(err as Error).stack}\n`);
-    process.exit(1);
-  },
-);
+runBench(main);

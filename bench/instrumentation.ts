@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runPhase } from './phase.ts';
-import { freePort, pinSelf, spawnPinned, stop, waitReady } from './procs.ts';
-import { CHAT_BODY, HEADERS, PROVIDER_CORE, PROXY_CORE, ROOT, sluiceConfig, startFake } from './setup.ts';
+import { freePort, pinSelf, runBench, stop } from './procs.ts';
+import { CHAT_BODY, PROVIDER_CORE, PROXY_CORE, sluiceConfig, startFake, withPinnedSluice } from './setup.ts';
 
 const { values } = parseArgs({
   options: {
@@ -41,37 +41,18 @@ async function main(): Promise<void> {
         const port = await freePort();
         const file = join(tmp, `${mode}.yaml`);
         writeFileSync(file, sluiceConfig(port, upstream.port));
-        const proc = spawnPinned(
-          'sluice',
-          PROXY_CORE,
-          ['bench/instrumentation-target.ts', '--config', file, '--mode', mode],
-          ROOT,
-        );
-        const origin = `http://127.0.0.1:${port}`;
-        try {
-          await waitReady(proc, `${origin}/healthz`);
-          const rps = await runPhase(
-            {
-              url: `${origin}/v1/chat/completions`,
-              headers: HEADERS,
-              procPid: proc.pid,
-              fakePid: upstream.proc.pid,
-              kind: 'rps',
-              body: CHAT_BODY,
-              connections: 50,
-              warmupS: 2,
-              durationS: SECONDS,
-            },
+        const args = ['bench/instrumentation-target.ts', '--config', file, '--mode', mode];
+        const rps = await withPinnedSluice(args, port, upstream.proc.pid, (target) =>
+          runPhase(
+            { ...target, kind: 'rps', body: CHAT_BODY, connections: 50, warmupS: 2, durationS: SECONDS },
             PROVIDER_CORE,
             (SECONDS + 60) * 1000,
-          );
-          runs[mode].push({ rps: rps.rpsMedian, cpuUs: rps.cpuUsPerReqMedian });
-          process.stderr.write(
-            `[instrumentation] ${mode}: ${rps.rpsMedian.toFixed(0)} req/s, ${rps.cpuUsPerReqMedian.toFixed(1)} CPU us/req\n`,
-          );
-        } finally {
-          await stop(proc);
-        }
+          ),
+        );
+        runs[mode].push({ rps: rps.rpsMedian, cpuUs: rps.cpuUsPerReqMedian });
+        process.stderr.write(
+          `[instrumentation] ${mode}: ${rps.rpsMedian.toFixed(0)} req/s, ${rps.cpuUsPerReqMedian.toFixed(1)} CPU us/req\n`,
+        );
       }
     }
   } finally {
@@ -109,10 +90,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`${(err as Error).stack}\n`);
-    process.exit(1);
-  },
-);
+runBench(main);

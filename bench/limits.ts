@@ -21,7 +21,7 @@ import { hashKey } from '../src/auth/keys.ts';
 import { type FakeProvider, startFakeProvider } from '../src/fake-provider/server.ts';
 import { inProcessGateway } from './gateway.ts';
 import { runPhase } from './phase.ts';
-import { freePort, pinSelf, spawnPinned, stop, waitReady } from './procs.ts';
+import { freePort, pinSelf, runBench, spawnPinned, stop, waitReady } from './procs.ts';
 import { CHAT_BODY, HEADERS, PROVIDER_CORE, PROXY_CORE, ROOT, sluiceConfig, startFake } from './setup.ts';
 
 const { values } = parseArgs({
@@ -306,10 +306,4 @@ async function run(fake: FakeProvider): Promise<string[]> {
   return lines;
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`${(err as Error).stack}\n`);
-    process.exit(1);
-  },
-);
+runBench(main);

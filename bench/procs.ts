@@ -190,3 +190,14 @@ export function coreBusyTicks(): number[] {
   }
   return out;
 }
+
+/** Runs a scenario bench's main: exit 0 when it resolves, print the stack and exit 1 when it throws. */
+export function runBench(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      process.stderr.write(`${(err as Error).stack}\n`);
+      process.exit(1);
+    },
+  );
+}

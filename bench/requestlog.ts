@@ -23,8 +23,8 @@ import { RequestLog } from '../src/requestlog/request-log.ts';
 import type { RequestLogRow } from '../src/requestlog/row.ts';
 import { createMetrics } from '../src/telemetry/metrics.ts';
 import { runPhase } from './phase.ts';
-import { freePort, pinSelf, spawnPinned, stop, waitReady } from './procs.ts';
-import { CHAT_BODY, HEADERS, PROVIDER_CORE, PROXY_CORE, ROOT, sluiceConfig, startFake } from './setup.ts';
+import { freePort, pinSelf, runBench, stop } from './procs.ts';
+import { CHAT_BODY, PROVIDER_CORE, PROXY_CORE, sluiceConfig, startFake, withPinnedSluice } from './setup.ts';
 
 const { values } = parseArgs({
   options: {
@@ -167,32 +167,28 @@ async function latency(): Promise<{ off: number[][]; on: number[][] }> {
           );
         }
         writeFileSync(file, text);
-        const proc = spawnPinned('sluice', PROXY_CORE, ['src/main.ts', '--config', file], ROOT);
-        const origin = `http://127.0.0.1:${port}`;
-        try {
-          await waitReady(proc, `${origin}/healthz`);
-          const ol = await runPhase(
-            {
-              url: `${origin}/v1/chat/completions`,
-              headers: HEADERS,
-              procPid: proc.pid,
-              fakePid: upstream.proc.pid,
-              kind: 'openLoop',
-              body: CHAT_BODY,
-              rate: RATE,
-              warmupS: WARMUP_S,
-              durationS: SECONDS,
-            },
-            PROVIDER_CORE,
-            (SECONDS + 60) * 1000,
-          );
-          out[mode].push([ol.latencyMs.p50, ol.latencyMs.p99, ol.p99MedianSecondMs]);
-          process.stderr.write(
-            `[requestlog] log ${mode}: p50 ${ol.latencyMs.p50.toFixed(3)} p99 ${ol.latencyMs.p99.toFixed(3)} ms @${RATE}/s\n`,
-          );
-        } finally {
-          await stop(proc);
-        }
+        const ol = await withPinnedSluice(
+          ['src/main.ts', '--config', file],
+          port,
+          upstream.proc.pid,
+          (target) =>
+            runPhase(
+              {
+                ...target,
+                kind: 'openLoop',
+                body: CHAT_BODY,
+                rate: RATE,
+                warmupS: WARMUP_S,
+                durationS: SECONDS,
+              },
+              PROVIDER_CORE,
+              (SECONDS + 60) * 1000,
+            ),
+        );
+        out[mode].push([ol.latencyMs.p50, ol.latencyMs.p99, ol.p99MedianSecondMs]);
+        process.stderr.write(
+          `[requestlog] log ${mode}: p50 ${ol.latencyMs.p50.toFixed(3)} p99 ${ol.latencyMs.p99.toFixed(3)} ms @${RATE}/s\n`,
+        );
       }
     }
   } finally {
@@ -267,10 +263,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`${(err as Error).stack}\n`);
-    process.exit(1);
-  },
-);
+runBench(main);

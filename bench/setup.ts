@@ -4,7 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hashKey } from '../src/auth/keys.ts';
-import { assertIsNode, cpusAllowed, freePort, type Proc, spawnPinned, waitReady } from './procs.ts';
+import type { Target } from './measure.ts';
+import { assertIsNode, cpusAllowed, freePort, type Proc, spawnPinned, stop, waitReady } from './procs.ts';
 
 export const ROOT = new URL('..', import.meta.url).pathname;
 export const CONNECTIONS = 50;
@@ -122,4 +123,24 @@ export async function startSluice(
   writeFileSync(configPath, sluiceConfig(port, upstreamPort, dir));
   const args = [...nodeArgs, join(dir, 'src', 'main.ts'), '--config', configPath];
   return { proc: await startPinned('sluice', core, args, `${origin}/healthz`), origin };
+}
+
+/**
+ * Sluice (`node <args>`, listening on `port`) pinned to PROXY_CORE for the length of `fn`, which
+ * gets the chat-completions target to measure; stopped afterwards, whatever `fn` did.
+ */
+export async function withPinnedSluice<T>(
+  args: readonly string[],
+  port: number,
+  fakePid: number,
+  fn: (target: Target) => Promise<T>,
+): Promise<T> {
+  const proc = spawnPinned('sluice', PROXY_CORE, args, ROOT);
+  const origin = `http://127.0.0.1:${port}`;
+  try {
+    await waitReady(proc, `${origin}/healthz`);
+    return await fn({ url: `${origin}/v1/chat/completions`, headers: HEADERS, procPid: proc.pid, fakePid });
+  } finally {
+    await stop(proc);
+  }
 }

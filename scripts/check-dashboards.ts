@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import { freePort } from '../bench/procs.ts';
 import { buildApp } from '../src/app.ts';
 import { hashKey } from '../src/auth/keys.ts';
 import { validateConfig } from '../src/config/load.ts';
@@ -36,15 +37,6 @@ export interface QueryResult {
   expr: string;
   series: number;
   error?: string;
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 /** Runs the gateway, the load and Prometheus for `seconds`, then evaluates every panel query. */

@@ -12,7 +12,9 @@ import type { RequestLogConfig } from '../../src/config/schema.ts';
 import type { Db } from '../../src/requestlog/db.ts';
 import { PgDb } from '../../src/requestlog/pg-db.ts';
 import { PgliteDb } from '../../src/requestlog/pglite-db.ts';
+import { RequestLog } from '../../src/requestlog/request-log.ts';
 import type { RequestLogRow } from '../../src/requestlog/row.ts';
+import { createMetrics, type Metrics } from '../../src/telemetry/metrics.ts';
 import { createTestDatabase, requirePostgres } from './postgres.ts';
 
 export interface Backend {
@@ -145,4 +147,28 @@ export function cleanups(t: TestContext): (fn: () => unknown) => void {
   return (fn) => {
     stack.push(fn);
   };
+}
+
+/**
+ * A request log with a spill directory, logger and metrics of its own, on `deps.db` or on what
+ * `settings` say (url, or embedded), closed by `defer`.
+ */
+export async function openTestLog(
+  defer: (fn: () => unknown) => void,
+  settings: Record<string, unknown> = {},
+  deps: { db?: Db } = {},
+): Promise<{
+  requestLog: RequestLog;
+  config: RequestLogConfig;
+  lines: Array<Record<string, unknown>>;
+  metrics: Metrics;
+  spillDir: string;
+}> {
+  const spillDir = await tempDir(defer, 'spill');
+  const { log, lines } = memoryLogger();
+  const metrics = createMetrics({ defaultMetrics: false });
+  const config = logConfig({ spillDir, ...settings });
+  const requestLog = await RequestLog.open(config, { log, metrics, ...deps });
+  defer(() => requestLog.close(5_000));
+  return { requestLog, config, lines, metrics, spillDir };
 }

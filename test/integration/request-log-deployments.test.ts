@@ -11,7 +11,6 @@ import { runMaintenance } from '../../src/requestlog/maintenance.ts';
 import { LOCK_KEYS, migrate } from '../../src/requestlog/migrate.ts';
 import { PgDb } from '../../src/requestlog/pg-db.ts';
 import { parseRequestsQuery, parseUsageQuery } from '../../src/requestlog/queries.ts';
-import { RequestLog } from '../../src/requestlog/request-log.ts';
 import { INSERT_SQL, insertParam, serializeRow } from '../../src/requestlog/row.ts';
 import { waitFor } from '../helpers/harness.ts';
 import {
@@ -20,7 +19,7 @@ import {
   requirePostgres,
   startPgBouncer,
 } from '../helpers/postgres.ts';
-import { cleanups, logConfig, memoryLogger, row, tempDir } from '../helpers/request-log.ts';
+import { cleanups, logConfig, openTestLog, row } from '../helpers/request-log.ts';
 
 test('through PgBouncer (transaction mode, pool of 2): schema, writes, lock, reads', async (t) => {
   const defer = cleanups(t);
@@ -29,18 +28,13 @@ test('through PgBouncer (transaction mode, pool of 2): schema, writes, lock, rea
   defer(() => database.drop());
   const bouncer = await startPgBouncer({ upstreamUrl: database.url, poolSize: 2 });
   defer(() => bouncer.stop());
-  const spillDir = await tempDir(defer, 'spill');
-  const { log } = memoryLogger();
-  const config = logConfig({
+  const { requestLog, config } = await openTestLog(defer, {
     url: bouncer.url,
     poolSize: 8,
     maxConcurrentWrites: 4,
     batchRows: 250,
     flushIntervalMs: 20,
-    spillDir,
   });
-  const requestLog = await RequestLog.open(config, { log });
-  defer(() => requestLog.close(5_000));
   assert.equal(requestLog.stats().schemaReady, true, 'migrations and maintenance ran through PgBouncer');
 
   const base = Date.now();
@@ -124,13 +118,11 @@ test('with requestLog.replicaUrl, reads go to the replica and writes to the prim
   await runMaintenance(replicaDb, logConfig());
   await replicaDb.query(INSERT_SQL, [insertParam([serializeRow(row({ requestId: 'only-on-replica' }))])]);
 
-  const spillDir = await tempDir(defer, 'spill');
-  const { log } = memoryLogger();
-  const requestLog = await RequestLog.open(
-    logConfig({ url: primary.url, replicaUrl: replica.url, spillDir, flushIntervalMs: 20 }),
-    { log },
-  );
-  defer(() => requestLog.close(5_000));
+  const { requestLog } = await openTestLog(defer, {
+    url: primary.url,
+    replicaUrl: replica.url,
+    flushIntervalMs: 20,
+  });
   for (let i = 0; i < 10; i++) requestLog.record(row({ requestId: `primary-${i}` }));
   await waitFor(
     () => requestLog.writer.stats().buffered === 0 && requestLog.writer.stats().writing === 0,

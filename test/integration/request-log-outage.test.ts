@@ -12,11 +12,11 @@ import pg from 'pg';
 import { hashKey } from '../../src/auth/keys.ts';
 import { PgDb } from '../../src/requestlog/pg-db.ts';
 import { RequestLog } from '../../src/requestlog/request-log.ts';
-import { createMetrics } from '../../src/telemetry/metrics.ts';
+import type { createMetrics } from '../../src/telemetry/metrics.ts';
 import { startBlackhole } from '../helpers/blackhole.ts';
 import { baseConfig, chatBody, startHarness, waitFor } from '../helpers/harness.ts';
 import { hasPostgresBinaries, type PrivatePostgres, startPostgresServer } from '../helpers/postgres.ts';
-import { cleanups, logConfig, memoryLogger, row, tempDir } from '../helpers/request-log.ts';
+import { cleanups, logConfig, memoryLogger, openTestLog, row, tempDir } from '../helpers/request-log.ts';
 
 async function privatePostgres(
   t: import('node:test').TestContext,
@@ -54,21 +54,13 @@ test('Postgres stopped mid-burst and restarted: requests unaffected, every row o
   const defer = cleanups(t);
   const server = await privatePostgres(t, defer);
   if (!server) return;
-  const spillDir = await tempDir(defer, 'spill');
-  const { log, lines } = memoryLogger();
-  const metrics = createMetrics({ defaultMetrics: false });
-  const requestLog = await RequestLog.open(
-    logConfig({
-      url: server.url,
-      spillDir,
-      batchRows: 200,
-      maxBufferedRows: 1_000,
-      flushIntervalMs: 50,
-      writeTimeoutMs: 2_000,
-    }),
-    { log, metrics },
-  );
-  defer(() => requestLog.close(5_000));
+  const { requestLog, lines, metrics, spillDir } = await openTestLog(defer, {
+    url: server.url,
+    batchRows: 200,
+    maxBufferedRows: 1_000,
+    flushIntervalMs: 50,
+    writeTimeoutMs: 2_000,
+  });
   const h = await startHarness({ requestLog });
   defer(() => h.close());
 
@@ -191,14 +183,7 @@ test('a row the database refuses is dropped alone, counted; its batch is written
   const defer = cleanups(t);
   const server = await privatePostgres(t, defer);
   if (!server) return;
-  const spillDir = await tempDir(defer, 'spill');
-  const { log, lines } = memoryLogger();
-  const metrics = createMetrics({ defaultMetrics: false });
-  const requestLog = await RequestLog.open(logConfig({ url: server.url, spillDir, flushIntervalMs: 20 }), {
-    log,
-    metrics,
-  });
-  defer(() => requestLog.close(2_000));
+  const { requestLog, lines, metrics } = await openTestLog(defer, { url: server.url, flushIntervalMs: 20 });
   for (let i = 0; i < 20; i++) {
     // status is a smallint: 70000 is out of its range (SQLSTATE 22003), whatever is retried.
     requestLog.record(row({ requestId: `poison-${i}`, status: i === 13 ? 70_000 : 200 }));
@@ -221,13 +206,11 @@ test('with the database down, /admin reads answer 503 request_log_unavailable, q
   const defer = cleanups(t);
   const server = await privatePostgres(t, defer);
   if (!server) return;
-  const spillDir = await tempDir(defer, 'spill');
-  const { log } = memoryLogger();
-  const requestLog = await RequestLog.open(
-    logConfig({ url: server.url, spillDir, readTimeoutMs: 1_000, writeTimeoutMs: 1_000 }),
-    { log },
-  );
-  defer(() => requestLog.close(1_000));
+  const { requestLog } = await openTestLog(defer, {
+    url: server.url,
+    readTimeoutMs: 1_000,
+    writeTimeoutMs: 1_000,
+  });
   const admin = 'sk-admin-outage-test';
   const h = await startHarness({
     requestLog,

@@ -11,19 +11,9 @@ import { hashKey } from '../../src/auth/keys.ts';
 import type { Db } from '../../src/requestlog/db.ts';
 import { runMaintenance } from '../../src/requestlog/maintenance.ts';
 import { LOCK_KEYS, migrate } from '../../src/requestlog/migrate.ts';
-import { RequestLog } from '../../src/requestlog/request-log.ts';
 import { INSERT_SQL, insertParam, serializeRow } from '../../src/requestlog/row.ts';
 import { baseConfig, chatBody, startHarness, TENANT_KEY, waitFor } from '../helpers/harness.ts';
-import {
-  BACKENDS,
-  cleanups,
-  closeSharedPglite,
-  count,
-  logConfig,
-  memoryLogger,
-  row,
-  tempDir,
-} from '../helpers/request-log.ts';
+import { BACKENDS, cleanups, closeSharedPglite, count, openTestLog, row } from '../helpers/request-log.ts';
 
 const DAY = 86_400_000;
 // biome-ignore lint/suspicious/noExplicitAny: JSON bodies of the admin API, checked field by field
@@ -229,13 +219,7 @@ for (const backend of BACKENDS) {
       const opened = await backend.open(t);
       if (!opened) return;
       defer(() => opened.drop());
-      const spillDir = await tempDir(defer, 'spill');
-      const { log } = memoryLogger();
-      const requestLog = await RequestLog.open(logConfig({ spillDir, flushIntervalMs: 50 }), {
-        log,
-        db: opened.db,
-      });
-      defer(() => requestLog.close(5_000));
+      const { requestLog } = await openTestLog(defer, { flushIntervalMs: 50 }, { db: opened.db });
       const h = await startHarness({ requestLog });
       defer(() => h.close());
       const agent = new Agent({ connections: 64 });
@@ -291,13 +275,7 @@ for (const backend of BACKENDS) {
       const opened = await backend.open(t);
       if (!opened) return;
       defer(() => opened.drop());
-      const spillDir = await tempDir(defer, 'spill');
-      const { log } = memoryLogger();
-      const requestLog = await RequestLog.open(logConfig({ spillDir, flushIntervalMs: 20 }), {
-        log,
-        db: opened.db,
-      });
-      defer(() => requestLog.close(5_000));
+      const { requestLog } = await openTestLog(defer, { flushIntervalMs: 20 }, { db: opened.db });
       const h = await startHarness({
         requestLog,
         config: (fake) => ({
