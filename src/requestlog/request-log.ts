@@ -23,7 +23,7 @@ import {
   usageSql,
 } from './queries.ts';
 import type { RequestLogRow } from './row.ts';
-import { SpillDir } from './spill.ts';
+import { SpillDir, type SpillFs } from './spill.ts';
 import { type DropReason, RequestLogWriter, type WriterStats } from './writer.ts';
 
 export interface RequestLogDeps {
@@ -35,6 +35,8 @@ export interface RequestLogDeps {
   now?: () => number;
   /** A database already open (tests, embedding); closed with the request log. */
   db?: Db;
+  /** The spill directory's file operations (tests inject disk faults); node:fs by default. */
+  spillFs?: SpillFs;
 }
 
 export interface RequestPage {
@@ -95,9 +97,11 @@ export class RequestLog {
         m?.logWriteDuration.observe(seconds);
       },
       spilled: (rows) => m?.logRows.inc({ outcome: 'spilled' }, rows),
-      replayed(rows) {
+      replayed(rows, seconds) {
         m?.logRows.inc({ outcome: 'replayed' }, rows);
         m?.logRows.inc({ outcome: 'written' }, rows);
+        m?.logWrites.inc({ outcome: 'ok' });
+        m?.logWriteDuration.observe(seconds);
       },
       dropped: (rows, reason: DropReason) => m?.logRows.inc({ outcome: `dropped_${reason}` }, rows),
     });
@@ -125,7 +129,7 @@ export class RequestLog {
     if (replicaUrl !== undefined && db.kind === 'pglite') {
       deps.log.warn('request log: requestLog.replicaUrl is ignored with embedded PGlite');
     }
-    const spill = new SpillDir(config.spillDir, config.maxSpillBytes);
+    const spill = new SpillDir(config.spillDir, config.maxSpillBytes, deps.spillFs);
     try {
       await spill.open();
     } catch (err) {

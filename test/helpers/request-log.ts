@@ -2,7 +2,7 @@
  * Request-log test pieces: the two databases the same suite runs on (a fresh database on the real
  * Postgres, embedded PGlite in memory), a settings object with small bounds, and rows.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -14,6 +14,7 @@ import { PgDb } from '../../src/requestlog/pg-db.ts';
 import { PgliteDb } from '../../src/requestlog/pglite-db.ts';
 import { RequestLog } from '../../src/requestlog/request-log.ts';
 import type { RequestLogRow } from '../../src/requestlog/row.ts';
+import type { SpillFile, SpillFs } from '../../src/requestlog/spill.ts';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.ts';
 import { createTestDatabase, requirePostgres } from './postgres.ts';
 
@@ -156,7 +157,7 @@ export function cleanups(t: TestContext): (fn: () => unknown) => void {
 export async function openTestLog(
   defer: (fn: () => unknown) => void,
   settings: Record<string, unknown> = {},
-  deps: { db?: Db } = {},
+  deps: { db?: Db; spillFs?: SpillFs } = {},
 ): Promise<{
   requestLog: RequestLog;
   config: RequestLogConfig;
@@ -164,11 +165,40 @@ export async function openTestLog(
   metrics: Metrics;
   spillDir: string;
 }> {
-  const spillDir = await tempDir(defer, 'spill');
+  const spillDir = (settings.spillDir as string | undefined) ?? (await tempDir(defer, 'spill'));
   const { log, lines } = memoryLogger();
   const metrics = createMetrics({ defaultMetrics: false });
-  const config = logConfig({ spillDir, ...settings });
+  const config = logConfig({ ...settings, spillDir });
   const requestLog = await RequestLog.open(config, { log, metrics, ...deps });
   defer(() => requestLog.close(5_000));
   return { requestLog, config, lines, metrics, spillDir };
+}
+
+const enospc = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+
+/**
+ * node:fs, except that the write after `budget` bytes is short and the next one fails with
+ * ENOSPC, as a full disk does; `truncateFails` makes the clean-up fail too.
+ */
+export function fullDiskAfter(budget: { bytes: number }, truncateFails = false): SpillFs {
+  return {
+    async open(path, flags) {
+      const real = await open(path, flags);
+      const file: SpillFile = {
+        async write(buffer, offset, length) {
+          if (budget.bytes <= 0) throw enospc();
+          const n = Math.min(length, budget.bytes);
+          budget.bytes -= n;
+          return real.write(buffer, offset, n);
+        },
+        async truncate(length) {
+          if (truncateFails) throw enospc();
+          await real.truncate(length);
+        },
+        stat: () => real.stat(),
+        close: () => real.close(),
+      };
+      return file;
+    },
+  };
 }
