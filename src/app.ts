@@ -178,6 +178,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       tenant: undefined,
       priority: 'standard',
       model: undefined,
+      route: undefined,
       deployment: undefined,
       served: undefined,
       attempts: 0,
@@ -250,7 +251,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     }
     const durationMs = performance.now() - ctx.startedAt;
     if (!completed && ctx.errorCode === undefined) ctx.errorCode = 'client_closed_request';
-    const route = request.routeOptions.url ?? 'unmatched';
+    const route = ctx.route ?? request.routeOptions.url ?? 'unmatched';
     const model = ctx.model ?? (ctx.tenant ? 'unknown' : '');
     const logged = !completed && ctx.errorCode === 'client_closed_request' ? 499 : status;
     metrics.hot.requests.get(route, model, String(logged), ctx.errorCode ?? '').inc();
@@ -349,7 +350,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   registerModelsRoute(app);
   registerInferenceRoutes(app, { pools, health, metrics, limiter, queues });
   registerAdminRoutes(app, { health, limiter, shedder, queues, requestLog });
-  await registerPassthrough(app, pools, () => runtime);
+  await registerPassthrough(app, { pools, limiter });
 
   return {
     app,

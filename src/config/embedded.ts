@@ -29,6 +29,7 @@ export function embeddedConfig(env: Env): Record<string, unknown> {
     },
     tenants: { demo: { keys: [hashKey(DEMO_KEY)], priority: 'standard' } },
     admin: { keys: [hashKey(DEMO_ADMIN_KEY)] },
-    passthrough: { provider: real },
+    // No pass-through: it is off unless configured (with OPENAI_API_KEY set it would open the
+    // whole OpenAI account's files and batches to the demo key).
   };
 }

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { checkPassthrough } from '../routing/passthrough-rules.ts';
 import { queueCapacities } from './capacity.ts';
 import { DEFAULTS } from './defaults.ts';
 import { type Env, InterpolationError, interpolateTree } from './interpolate.ts';
@@ -138,9 +139,7 @@ function checkReferences(config: Config): void {
       `${config.retry.baseDelayMs} ms is longer than retry.maxDelayMs`,
     );
   }
-  if (config.passthrough && !config.providers[config.passthrough.provider]) {
-    throw new ConfigError('passthrough.provider', `unknown provider "${config.passthrough.provider}"`);
-  }
+  checkPassthrough(config);
   checkLimits(config);
   if (config.requestLog.batchRows > config.requestLog.maxBufferedRows) {
     throw new ConfigError(

@@ -481,6 +481,40 @@ export const TracingSchema = closed(
   'OpenTelemetry traces over OTLP/HTTP: a span per request, one per upstream attempt (docs/observability.md).',
 );
 
+/** Methods a pass-through route may allow. */
+export const PASSTHROUGH_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+const TenantList = (description: string) =>
+  Type.Array(Name, { minItems: 1, maxItems: 10_000, uniqueItems: true, description });
+
+export const PassthroughRouteSchema = closed({
+  path: Type.String({
+    // Segment-wise: literals, `*` (one segment) and `**` (the rest; last only, checked at load).
+    pattern: '^(/([A-Za-z0-9_~:@-][A-Za-z0-9._~:@-]*|\\*|\\*\\*))+$',
+    maxLength: 512,
+    description:
+      'Path pattern under /v1, e.g. /files, /files/*, /batches/*/cancel, /fine_tuning/**: literal segments, * for one segment, ** (last) for one or more.',
+  }),
+  methods: Type.Array(StringEnum(PASSTHROUGH_METHODS), {
+    minItems: 1,
+    uniqueItems: true,
+    description: 'HTTP methods allowed on this path; others get 405 with an allow header.',
+  }),
+  tenants: Type.Optional(TenantList('Tenants that may use this route; defaults to passthrough.tenants.')),
+});
+
+export const PassthroughSchema = closed(
+  {
+    provider: Name,
+    tenants: Type.Optional(TenantList('Tenants that may use the routes that do not list their own tenants.')),
+    routes: Type.Array(PassthroughRouteSchema, {
+      minItems: 1,
+      maxItems: 256,
+      description: 'The only paths passed through; every other /v1/* path gets 404.',
+    }),
+  },
+  'Explicitly listed /v1/* paths (files, batches, ...) proxied to this provider with its key, for the listed tenants. Off when absent. Provider-account resources are shared by every tenant allowed to reach them; inference paths are never passed through.',
+);
+
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
@@ -541,12 +575,7 @@ export const ConfigSchema = Type.Object(
     queue: Type.Optional(QueueSchema),
     requestLog: Type.Optional(RequestLogSchema),
     tracing: Type.Optional(TracingSchema),
-    passthrough: Type.Optional(
-      closed(
-        { provider: Name },
-        'Other /v1/* paths (files, batches, ...) are proxied untouched to this provider; without it they get 404.',
-      ),
-    ),
+    passthrough: Type.Optional(PassthroughSchema),
   },
   { additionalProperties: false },
 );
@@ -558,6 +587,7 @@ export type TenantConfig = Static<typeof TenantSchema>;
 export type TimeoutsConfig = Static<typeof TimeoutsSchema>;
 export type Timeouts = Required<TimeoutsConfig>;
 export type BucketConfig = Static<typeof BucketSchema>;
+export type PassthroughConfig = Static<typeof PassthroughSchema>;
 export type TenantLimitsConfig = Static<typeof TenantLimitsSchema>;
 type LimitsInput = Static<typeof LimitsSchema>;
 

@@ -21,7 +21,12 @@ export const ERROR_CATALOG = {
   not_found: {
     status: 404,
     type: 'invalid_request_error',
-    doc: 'No such endpoint (and no pass-through configured).',
+    doc: 'No such endpoint: not a gateway route, and no pass-through route open to this tenant.',
+  },
+  method_not_allowed: {
+    status: 405,
+    type: 'invalid_request_error',
+    doc: 'The path exists with other methods (an inference path takes POST only); the `allow` header lists them.',
   },
   model_not_found: {
     status: 404,

@@ -235,6 +235,42 @@ export class Limiter {
     return new Admission(this, estimate, holds);
   }
 
+  /**
+   * Layers 2 and 3 for a request with no model (the pass-through): the tenant-wide request bucket
+   * and the concurrency lease, one store call. Token buckets are not charged: an arbitrary body
+   * has no token estimate and the provider reports no usage for it. Per-model buckets and the
+   * fleet layer have no model to apply to. Resolves to undefined when the tenant has neither limit.
+   */
+  async admitTenant(
+    input: { readonly runtime: Runtime; readonly tenant: Tenant },
+    setHeaders: (headers: Record<string, string>) => void,
+  ): Promise<Admission | undefined> {
+    const tenant = this.#plan(input.runtime).tenants.get(input.tenant.name);
+    if (!tenant) return undefined;
+    const specs = tenant.requests ? [tenant.requests] : [];
+    const conc = tenant.concurrency;
+    if (specs.length === 0 && !conc) return undefined;
+    const lease = conc && {
+      key: conc.key,
+      id: this.#leaseId(),
+      max: conc.max,
+      ttlMs: input.runtime.config.limits.leaseTtlMs,
+      shadow: conc.shadow,
+    };
+    try {
+      const { hold, headers } = await this.#decideTenant(
+        { specs, costs: specs.map(() => 1), lease },
+        tenant.failOpen,
+      );
+      setHeaders(headers);
+      return new Admission(this, 0, [hold]);
+    } catch (err) {
+      const headers = (err as { headers?: Record<string, string> }).headers;
+      if (headers) setHeaders(headers);
+      throw err;
+    }
+  }
+
   /** The tenant's buckets (tenant-wide, then for this model) and concurrency lease, as one call. */
   #tenantCall(input: AdmitInput, tenant: TenantPlan, estimate: number): TenantCall {
     const specs: BucketSpec[] = [];

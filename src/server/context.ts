@@ -13,6 +13,8 @@ export interface RequestContext {
   /** The tenant's priority class, or a lower one the request asked for (x-sluice-priority). */
   priority: Priority;
   model: string | undefined;
+  /** The route to log and count when it is narrower than fastify's (a pass-through pattern). */
+  route: string | undefined;
   deployment: string | undefined;
   /** The deployment of the latest attempt. */
   served: Deployment | undefined;

@@ -57,7 +57,16 @@ export function baseConfig(fake: FakeProvider): Record<string, unknown> {
       acme: { keys: [hashKey(TENANT_KEY)], priority: 'critical' },
       batchco: { keys: [hashKey(OTHER_TENANT_KEY)], priority: 'batch' },
     },
-    passthrough: { provider: 'fake' },
+    // Files only, for acme only: what other tests pass through (test/integration/passthrough.test.ts
+    // covers the rules themselves).
+    passthrough: {
+      provider: 'fake',
+      tenants: ['acme'],
+      routes: [
+        { path: '/files', methods: ['GET', 'POST'] },
+        { path: '/files/*', methods: ['GET', 'DELETE'] },
+      ],
+    },
   };
 }
 

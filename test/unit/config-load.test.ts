@@ -81,7 +81,11 @@ describe('config loading', () => {
       BASE.replace('kind: openai,', 'kind: openai, connections: "8",'),
       'providers.openai.connections',
     ],
-    ['unknown passthrough provider', `${BASE}\npassthrough: { provider: ghost }`, 'passthrough.provider'],
+    [
+      'unknown passthrough provider',
+      `${BASE}\npassthrough: { provider: ghost, tenants: [acme], routes: [{ path: /files, methods: [GET] }] }`,
+      'passthrough.provider',
+    ],
     [
       'ladder: connect above first token',
       `${BASE}\ntimeouts: { connectTimeoutMs: 70000 }`,
