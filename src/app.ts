@@ -26,6 +26,7 @@ import { classifyFailure } from './resilience/failure-class.ts';
 import { HealthRegistry } from './resilience/health.ts';
 import type { Runtime } from './runtime.ts';
 import type { RequestContext } from './server/context.ts';
+import { CUT_GRACE_MS, DrainCut } from './server/drain-cut.ts';
 import { sendError } from './server/error-handler.ts';
 import { requestIdFor } from './server/request-id.ts';
 import { registerAdminRoutes } from './server/routes/admin.ts';
@@ -37,6 +38,7 @@ import type { Metrics } from './telemetry/metrics.ts';
 import { BREAKER_STATE_VALUE, createMetrics } from './telemetry/metrics.ts';
 import { TRACING_OFF, type Tracing } from './telemetry/tracing.ts';
 import { type OriginSettings, UpstreamPools } from './upstream/pools.ts';
+import { sseErrorStatus } from './upstream/relay.ts';
 
 export interface AppDeps {
   logger: Logger;
@@ -253,7 +255,13 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     if (!completed && ctx.errorCode === undefined) ctx.errorCode = 'client_closed_request';
     const route = ctx.route ?? request.routeOptions.url ?? 'unmatched';
     const model = ctx.model ?? (ctx.tenant ? 'unknown' : '');
-    const logged = !completed && ctx.errorCode === 'client_closed_request' ? 499 : status;
+    // 499 when the client left; a stream cut short (its head said 200) with its SSE error's status.
+    const logged =
+      !completed && ctx.errorCode === 'client_closed_request'
+        ? 499
+        : ctx.truncated
+          ? sseErrorStatus(ctx.errorCode, status)
+          : status;
     metrics.hot.requests.get(route, model, String(logged), ctx.errorCode ?? '').inc();
     metrics.hot.duration.get(route, model).observe(durationMs / 1000);
     const tenant = ctx.tenant?.name ?? '';
@@ -348,7 +356,8 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     );
   }
   registerModelsRoute(app);
-  registerInferenceRoutes(app, { pools, health, metrics, limiter, queues });
+  const drain = new DrainCut();
+  registerInferenceRoutes(app, { pools, health, metrics, limiter, queues, drain });
   registerAdminRoutes(app, { health, limiter, shedder, queues, requestLog });
   await registerPassthrough(app, { pools, limiter });
 
@@ -380,15 +389,22 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       // server.close() closes the connections idle at that moment only; a keep-alive connection
       // whose stream ends during the drain would otherwise hold the process until the timeout.
       const sweeper = setInterval(() => app.server.closeIdleConnections(), 100);
+      let force: NodeJS.Timeout | undefined;
       const timer = setTimeout(() => {
-        app.log.warn({ drainTimeoutMs }, 'drain timeout reached; closing the remaining connections');
-        app.server.closeAllConnections();
+        // Never a silent cut: each request still running ends saying shutting_down (a stream with
+        // an SSE error event, the others with a 503) and its upstream call is aborted; the
+        // connections left are closed once those had a moment to reach the client.
+        const cut = drain.cutAll();
+        app.log.warn({ drainTimeoutMs, cut }, 'drain timeout reached; ending the requests still running');
+        if (cut === 0) app.server.closeAllConnections();
+        else force = setTimeout(() => app.server.closeAllConnections(), CUT_GRACE_MS);
       }, drainTimeoutMs);
       try {
         await closing;
       } finally {
         clearInterval(sweeper);
         clearTimeout(timer);
+        clearTimeout(force);
         sampler?.stop();
         health.shutdown();
         await Promise.all([pools.close(), limiter.close()]);

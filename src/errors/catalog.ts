@@ -157,7 +157,7 @@ export const ERROR_CATALOG = {
   shutting_down: {
     status: 503,
     type: 'api_error',
-    doc: 'This instance is draining for shutdown; retry, another instance will answer.',
+    doc: "This instance is draining for shutdown; retry, another instance will answer. Also how a request still running when `server.drainTimeoutMs` ran out ends: a 503, or a stream's last SSE event.",
   },
   internal_error: {
     status: 500,

@@ -9,7 +9,8 @@ export type AbortCause =
   | 'client_closed_request'
   | 'total_timeout'
   | 'first_token_timeout'
-  | 'chunk_gap_timeout';
+  | 'chunk_gap_timeout'
+  | 'shutting_down';
 
 export class UpstreamAbort extends Error {
   readonly kind: AbortCause;
@@ -24,6 +25,8 @@ const MESSAGES: Record<AbortCause, string> = {
   total_timeout: 'The upstream call exceeded its total timeout',
   first_token_timeout: 'The provider sent no first token in time',
   chunk_gap_timeout: 'The provider stream stalled between chunks',
+  shutting_down:
+    'This gateway instance is shutting down and ended the request at its drain timeout; retry it',
 };
 
 /** `midStream`: the failure came after response bytes were relayed, so a dropped socket is an interrupted stream. */

@@ -8,6 +8,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { renderSseError } from '../errors/render.ts';
+import { ERROR_CATALOG } from '../errors/catalog.ts';
 import { SluiceError } from '../errors/sluice-error.ts';
 import { classifyUpstreamError } from './classify.ts';
 import type { SseTap } from './sse-tap.ts';
@@ -157,4 +158,14 @@ export function relaySse(source: RelaySource, res: ServerResponse, options: Rela
   body.once('end', onEnd);
   body.once('error', onError);
   if (flowing) body.resume();
+}
+
+/**
+ * The status a stream cut short is logged and counted with: its SSE error event's. The client
+ * got 200 in the head, but the answer it got was that error (`fallback` for a code not ours).
+ */
+export function sseErrorStatus(code: string | undefined, fallback: number): number {
+  return code !== undefined && Object.hasOwn(ERROR_CATALOG, code)
+    ? ERROR_CATALOG[code as keyof typeof ERROR_CATALOG].status
+    : fallback;
 }

@@ -15,6 +15,7 @@ import type { Metrics } from '../../telemetry/metrics.ts';
 import { UpstreamAbort } from '../../upstream/classify.ts';
 import type { UpstreamPools } from '../../upstream/pools.ts';
 import { relaySse } from '../../upstream/relay.ts';
+import { cutError, type DrainCut } from '../drain-cut.ts';
 import { chatCompletionsBody, completionsBody, embeddingsBody } from '../schemas.ts';
 
 export interface InferenceDeps {
@@ -23,6 +24,8 @@ export interface InferenceDeps {
   readonly metrics: Metrics;
   readonly limiter: Limiter;
   readonly queues: AdmissionQueues;
+  /** Where requests register so a drain that times out can end them with shutting_down. */
+  readonly drain: DrainCut;
 }
 
 /** The client's own deadline for the whole request, in ms; capped by the model's totalTimeoutMs. */
@@ -92,9 +95,11 @@ async function forward(
   const deadlineTimer = setTimeout(() => controller.abort(new UpstreamAbort('total_timeout')), budgetMs);
   // A client that goes away aborts the upstream call at once, whatever phase it is in.
   ctx.onClientGone = () => controller.abort(new UpstreamAbort('client_closed_request'));
+  deps.drain.add(controller);
   const cleanup = () => {
     clearTimeout(deadlineTimer);
     ctx.onClientGone = undefined;
+    deps.drain.delete(controller);
   };
 
   // The admission queue: one of the model's maxConcurrent slots now, or a bounded wait in line.
@@ -109,7 +114,7 @@ async function forward(
     ctx.slot = slot instanceof Promise ? await slot : slot;
   } catch (err) {
     cleanup();
-    throw err;
+    throw cutError(controller.signal, err);
   }
   ctx.queueWaitMs = ctx.slot.waitedMs;
   if (ctx.finished) {
