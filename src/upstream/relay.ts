@@ -7,8 +7,8 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { renderSseError } from '../errors/render.ts';
 import { ERROR_CATALOG } from '../errors/catalog.ts';
+import { renderSseError } from '../errors/render.ts';
 import { SluiceError } from '../errors/sluice-error.ts';
 import { classifyUpstreamError } from './classify.ts';
 import type { SseTap } from './sse-tap.ts';
