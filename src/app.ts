@@ -28,6 +28,7 @@ import type { Runtime } from './runtime.ts';
 import type { RequestContext } from './server/context.ts';
 import { CUT_GRACE_MS, DrainCut } from './server/drain-cut.ts';
 import { sendError } from './server/error-handler.ts';
+import { exceedsJsonDepth } from './server/json-depth.ts';
 import { requestIdFor } from './server/request-id.ts';
 import { registerAdminRoutes } from './server/routes/admin.ts';
 import { type ReadinessCheck, registerHealthRoutes } from './server/routes/health.ts';
@@ -159,6 +160,23 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   app.decorateRequest('sluice', null as unknown as RequestContext);
   // The API speaks JSON only: anything else is a 415, not a string body that fails validation.
   app.removeContentTypeParser('text/plain');
+  // fastify's own JSON parser (prototype-poisoning checks included), behind a nesting bound.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  const maxJsonDepth = server.maxJsonDepth;
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (exceedsJsonDepth(body as string, maxJsonDepth)) {
+      done(
+        new SluiceError(
+          'invalid_request',
+          `The request body nests JSON deeper than ${maxJsonDepth} levels (server.maxJsonDepth).`,
+        ),
+        undefined,
+      );
+      return;
+    }
+    parseJson(request, body as string, done);
+  });
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
   app.setNotFoundHandler((request, reply) =>
     sendError(
@@ -424,10 +442,13 @@ function shedderSettings(config: Config): WorkerShedderSettings {
   };
 }
 
-/** Only overloaded and transient failures say a deployment is unhealthy (429s when configured). */
+/**
+ * Only a provider's overloaded and transient failures say a deployment is unhealthy (429s when
+ * configured). Anything else, a bug in Sluice above all, is never a mark against a deployment.
+ */
 function breakerCountsAsFailure(countRateLimits: boolean): (err: unknown) => boolean {
   return (err) => {
-    if (!(err instanceof SluiceError)) return true;
+    if (!(err instanceof SluiceError)) return false;
     const failure = classifyFailure(err);
     return (
       failure === 'overloaded' || failure === 'transient' || (countRateLimits && failure === 'rate_limited')

@@ -12,6 +12,8 @@ export const DEFAULTS = Object.freeze({
     drainTimeoutMs: 30_000,
     /** Largest non-streaming upstream response Sluice will hold; larger answers fail with 502. */
     maxResponseBytes: 32 * 1024 * 1024,
+    /** Deepest JSON nesting accepted in a request body; deeper bodies get 400 before they are parsed. */
+    maxJsonDepth: 128,
   }),
   logging: Object.freeze({ level: 'info' as const }),
   provider: Object.freeze({

@@ -545,6 +545,13 @@ export const ConfigSchema = Type.Object(
           maximum: 1024 * 1024 * 1024,
           default: DEFAULTS.server.maxResponseBytes,
         }),
+        maxJsonDepth: Type.Integer({
+          minimum: 8,
+          maximum: 10_000,
+          default: DEFAULTS.server.maxJsonDepth,
+          description:
+            'Deepest nesting of arrays and objects accepted in a request body; deeper bodies get 400 invalid_request. Takes effect on restart.',
+        }),
       }),
     ),
     logging: Type.Optional(

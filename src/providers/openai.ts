@@ -30,12 +30,20 @@ export interface RequestContext {
   readonly traceparent?: string | undefined;
 }
 
-export function buildUpstreamRequest(
+/** The upstream body of one attempt: built before the attempt, so a failure here is Sluice's own. */
+export interface UpstreamBody {
+  readonly body: string;
+  /** The client asked for a stream. */
+  readonly stream: boolean;
+  /** The client itself asked for the usage chunk (so it must not be stripped). */
+  readonly clientWantsUsage: boolean;
+}
+
+export function buildUpstreamBody(
   endpoint: Endpoint,
   body: Readonly<Record<string, unknown>>,
   deployment: Deployment,
-  context: RequestContext,
-): UpstreamRequest {
+): UpstreamBody {
   const stream = body.stream === true && endpoint !== 'embeddings';
   const clientOptions = body.stream_options as { include_usage?: unknown } | null | undefined;
   const clientWantsUsage = clientOptions?.include_usage === true;
@@ -44,6 +52,15 @@ export function buildUpstreamRequest(
     // Ask for the usage chunk so tokens are always accounted; the tap strips it again.
     upstreamBody.stream_options = { ...clientOptions, include_usage: true };
   }
+  return { body: JSON.stringify(upstreamBody), stream, clientWantsUsage };
+}
+
+export function buildUpstreamRequest(
+  endpoint: Endpoint,
+  prepared: UpstreamBody,
+  deployment: Deployment,
+  context: RequestContext,
+): UpstreamRequest {
   const provider = deployment.provider;
   return {
     origin: provider.origin,
@@ -53,8 +70,8 @@ export function buildUpstreamRequest(
       context.traceparent === undefined
         ? { ...provider.headers, 'x-request-id': context.requestId }
         : { ...provider.headers, 'x-request-id': context.requestId, traceparent: context.traceparent },
-    body: JSON.stringify(upstreamBody),
-    stream,
-    clientWantsUsage,
+    body: prepared.body,
+    stream: prepared.stream,
+    clientWantsUsage: prepared.clientWantsUsage,
   };
 }

@@ -12,12 +12,17 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SluiceError } from '../errors/sluice-error.ts';
 import type { Hold, OutboundResult } from '../limits/limiter.ts';
-import { buildUpstreamRequest, type Endpoint } from '../providers/openai.ts';
+import {
+  buildUpstreamBody,
+  buildUpstreamRequest,
+  type Endpoint,
+  type UpstreamBody,
+} from '../providers/openai.ts';
 import { pickTwoChoices } from '../routing/select.ts';
 import type { Deployment, ModelRoute, ProviderRuntime, Runtime } from '../runtime.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { RequestSpan } from '../telemetry/tracing.ts';
-import { callUpstream, readBounded } from '../upstream/call.ts';
+import { callUpstream, discardBody, readBounded } from '../upstream/call.ts';
 import { classifyUpstreamError, UpstreamAbort } from '../upstream/classify.ts';
 import type { UpstreamPools } from '../upstream/pools.ts';
 import { awaitFirstToken } from '../upstream/relay.ts';
@@ -139,6 +144,14 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
       throw allUnavailable(req.model, groups, deps.health);
     }
     const { deployment, group } = next;
+    // Built before the breaker sees anything: a body Sluice cannot serialise is Sluice's failure,
+    // a 500 for this request, never a mark against the deployment.
+    let prepared: UpstreamBody;
+    try {
+      prepared = buildUpstreamBody(req.endpoint, req.body, deployment);
+    } catch (err) {
+      throw internalError(err);
+    }
     let hold: Hold | undefined;
     if (outbound) {
       const taken = await outbound.take(deployment.provider);
@@ -168,7 +181,7 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
     try {
       // Checked just above; a half-open breaker that gave its probe to another request meanwhile
       // (possible across the outbound budget's await) refuses, and the loop picks again.
-      const answer = await health.breaker.run(() => attempt(req, deployment, group.name, deps));
+      const answer = await health.breaker.run(() => attempt(req, deployment, group.name, prepared, deps));
       progress.outboundHold = hold;
       return answer;
     } catch (err) {
@@ -178,6 +191,8 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
         continue;
       }
       const error = err as SluiceError;
+      // A bug in Sluice is not retried (another attempt would hit the same bug) and is no failure class.
+      if (error.code === 'internal_error') throw error;
       lastError = error;
       lastFailed = deployment;
       const failure = classifyFailure(error);
@@ -228,6 +243,7 @@ async function attempt(
   req: ExecuteRequest,
   deployment: Deployment,
   servedModel: string,
+  prepared: UpstreamBody,
   deps: ExecuteDeps,
 ): Promise<Answer> {
   const health = deps.health.get(deployment.id);
@@ -246,7 +262,6 @@ async function attempt(
     timeouts.totalTimeoutMs < req.deadline - started
       ? setTimeout(() => controller.abort(new UpstreamAbort('total_timeout')), timeouts.totalTimeoutMs)
       : undefined;
-  health.outstanding++;
   const span = req.trace?.attempt(deployment);
   let released = false;
   const release = (outcome: string) => {
@@ -261,7 +276,7 @@ async function attempt(
       .observe((performance.now() - started) / 1000);
   };
 
-  const upstreamReq = buildUpstreamRequest(req.endpoint, req.body, deployment, {
+  const upstreamReq = buildUpstreamRequest(req.endpoint, prepared, deployment, {
     requestId: req.requestId,
     traceparent: span?.traceparent,
   });
@@ -271,6 +286,8 @@ async function attempt(
     timeouts.firstTokenTimeoutMs,
   );
   let body: Readable | undefined;
+  // Counted here, next to the try whose every exit releases it (release() runs once).
+  health.outstanding++;
   try {
     const res = await callUpstream(deps.pools, upstreamReq, timeouts, deployment.id, signal);
     body = res.body;
@@ -308,8 +325,16 @@ async function attempt(
     };
   } catch (err) {
     clearTimeout(firstTokenTimer);
-    body?.destroy();
-    const error = err instanceof SluiceError ? err : classifyUpstreamError(err, deployment.id, signal);
+    if (body !== undefined) discardBody(body);
+    // Every transport failure arrives here already classified; an abort is classified by its
+    // reason. Anything else is a bug in Sluice: a 500 for this request, and for the breaker not a
+    // failure (opossum records an error its filter ignores as a success).
+    const error =
+      err instanceof SluiceError
+        ? err
+        : signal.aborted
+          ? classifyUpstreamError(err, deployment.id, signal)
+          : internalError(err);
     release(error.code);
     throw error;
   }
@@ -354,6 +379,14 @@ function pick(
     if (candidates.length > 0) return { deployment: pickTwoChoices(candidates, load, random), group };
   }
   return undefined;
+}
+
+function internalError(cause: unknown): SluiceError {
+  return new SluiceError(
+    'internal_error',
+    'Internal error in the gateway; see the gateway log for this request id.',
+    { cause },
+  );
 }
 
 function budgetSpent(model: ModelRoute, retryAfterMs: number): SluiceError {

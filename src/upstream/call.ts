@@ -48,15 +48,32 @@ export async function callUpstream(
     } catch (err) {
       if (signal.aborted) throw classifyUpstreamError(err, deploymentId, signal);
     }
-    const retryAfter = res.headers['retry-after'];
     throw providerErrorFromResponse(
       res.statusCode,
       text,
-      typeof retryAfter === 'string' ? retryAfter : undefined,
+      headerText(res.headers['retry-after']),
+      headerText(res.headers['retry-after-ms']),
     );
   }
   return res;
 }
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * Destroys a response body nobody reads any more. undici's body emits an 'error'
+ * (RequestAbortedError) when destroyed before its end; with no listener left that error would be
+ * thrown as an uncaught exception and take the whole process down.
+ */
+export function discardBody(body: Readable): void {
+  if (body.destroyed) return;
+  if (body.listenerCount('error') === 0) body.on('error', ignore);
+  body.destroy();
+}
+
+function ignore(): void {}
 
 /**
  * Reads a whole body into memory, refusing to hold more than `limit` bytes. With `truncate`, the
@@ -90,12 +107,12 @@ export function readBounded(
       }
       if (truncate) {
         chunks.push(chunk.subarray(0, chunk.length - (size - limit)));
-        body.destroy();
         finish();
+        discardBody(body);
         return;
       }
       done();
-      body.destroy();
+      discardBody(body);
       reject(
         new SluiceError(
           'upstream_bad_response',

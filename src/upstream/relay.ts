@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import { ERROR_CATALOG } from '../errors/catalog.ts';
 import { renderSseError } from '../errors/render.ts';
 import { SluiceError } from '../errors/sluice-error.ts';
+import { discardBody } from './call.ts';
 import { classifyUpstreamError } from './classify.ts';
 import type { SseTap } from './sse-tap.ts';
 
@@ -105,7 +106,7 @@ export function relaySse(source: RelaySource, res: ServerResponse, options: Rela
     body.removeListener('end', onEnd);
     body.removeListener('error', onError);
     res.removeListener('drain', onDrain);
-    if (!body.destroyed) body.destroy();
+    discardBody(body);
     options.onEnd(error);
   };
   const write = (out: Buffer | string) => {

@@ -23,6 +23,12 @@ describe('retries', () => {
             bad401: { deployments: { d401: { behaviour: 'status=401' } }, fallbacks: ['ok'] },
             bad404: { deployments: { d404: { behaviour: 'status=404' } }, fallbacks: ['ok'] },
             limited: { deployments: { d429: { behaviour: 'fail-first=1,fail-status=429,retry-after=0.3' } } },
+            // OpenAI and Azure send the precise retry-after-ms next to a coarse Retry-After.
+            limitedMs: {
+              deployments: {
+                d429ms: { behaviour: 'fail-first=1,fail-status=429,retry-after=30,retry-after-ms=300' },
+              },
+            },
             limitedLong: {
               deployments: {
                 d429long: { behaviour: 'fail-first=1000,fail-status=429,retry-after=30', weight: FIRST },
@@ -74,6 +80,13 @@ describe('retries', () => {
     assert.equal(count('d429'), 2);
     assert.equal(r.headers['x-sluice-attempts'], '2');
     assert.ok(r.ms >= 290, `waited ${r.ms} ms for a 300 ms Retry-After`);
+  });
+
+  it('retry-after-ms is read and wins over a coarser Retry-After (two calls, ~300 ms apart)', async () => {
+    const r = await call('limitedMs');
+    assert.equal(r.status, 200);
+    assert.equal(count('d429ms'), 2);
+    assert.ok(r.ms >= 290, `waited ${r.ms} ms for a 300 ms retry-after-ms`);
   });
 
   it('a 429 whose Retry-After is past the deadline goes to the next deployment at once', async () => {
