@@ -112,6 +112,13 @@ function checkReferences(config: Config): void {
     checkLadder(mergeTimeouts(config.timeouts, provider.timeouts), `${at}.timeouts`);
   }
   for (const [name, model] of Object.entries(config.models)) {
+    if (model.timeouts?.connectTimeoutMs !== undefined) {
+      // Connections are pooled per provider origin, so a connect timeout can only be the provider's.
+      throw new ConfigError(
+        `${joinPath('models', name)}.timeouts.connectTimeoutMs`,
+        'is a provider setting (connections are pooled per provider): set it under providers.<name>.timeouts',
+      );
+    }
     model.deployments.forEach((deployment, i) => {
       const at = `${joinPath('models', name)}.deployments[${i}].provider`;
       const provider = config.providers[deployment.provider];

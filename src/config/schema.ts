@@ -26,7 +26,9 @@ const Milliseconds = (description: string, def?: number) =>
 
 export const TimeoutsSchema = closed(
   {
-    connectTimeoutMs: Type.Optional(Milliseconds('TCP+TLS connect to the provider.')),
+    connectTimeoutMs: Type.Optional(
+      Milliseconds('TCP+TLS connect to the provider. Provider and top-level only (refused on a model).'),
+    ),
     firstTokenTimeoutMs: Type.Optional(
       Milliseconds('From request sent to the first content token (streams) or response headers (JSON).'),
     ),

@@ -28,16 +28,19 @@ export async function callUpstream(
 ): Promise<UpstreamResponse> {
   let res: Dispatcher.ResponseData;
   try {
-    res = await dispatcher.request({
-      origin: req.origin,
-      path: req.path,
-      method: req.method,
-      headers: req.headers,
-      body: req.body,
+    res = await untilAborted(
+      dispatcher.request({
+        origin: req.origin,
+        path: req.path,
+        method: req.method,
+        headers: req.headers,
+        body: req.body,
+        signal,
+        headersTimeout: timeouts.firstTokenTimeoutMs,
+        bodyTimeout: timeouts.chunkGapTimeoutMs,
+      }),
       signal,
-      headersTimeout: timeouts.firstTokenTimeoutMs,
-      bodyTimeout: timeouts.chunkGapTimeoutMs,
-    });
+    );
   } catch (err) {
     throw classifyUpstreamError(err, deploymentId, signal);
   }
@@ -56,6 +59,44 @@ export async function callUpstream(
     );
   }
   return res;
+}
+
+/**
+ * undici takes note of an abort while the request waits for a connection, but acts on it only once
+ * the connection exists (it then drops the request unsent): a hanging TCP connect held every
+ * deadline (total, client header, client gone) until the pool's connect timeout. This settles the
+ * call at the abort, whatever the phase; a response that still arrives later is discarded.
+ */
+function untilAborted(
+  pending: Promise<Dispatcher.ResponseData>,
+  signal: AbortSignal,
+): Promise<Dispatcher.ResponseData> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const onAbort = () => {
+      settled = true;
+      reject(signal.reason);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    pending.then(
+      (res) => {
+        if (settled) {
+          discardBody(res.body);
+          return;
+        }
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        resolve(res);
+      },
+      (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }
 
 function headerText(value: string | string[] | undefined): string | undefined {

@@ -20,9 +20,11 @@ const FAST = {
 describe('timeouts and fallback', () => {
   let h: Harness;
   let hole: Blackhole;
+  let hole2: Blackhole;
   const count = (name: string) => h.fake.stats.byBehaviour[name] ?? 0;
   before(async () => {
     hole = await startBlackhole();
+    hole2 = await startBlackhole();
     h = await startHarness({
       config: (fake) =>
         fakeModels(
@@ -36,6 +38,16 @@ describe('timeouts and fallback', () => {
             },
             blackholedAlone: {
               deployments: { nowhere2: { baseUrl: `http://127.0.0.1:${hole.port}/v1`, timeouts: FAST } },
+            },
+            // A provider with a generous connect timeout; the request's own deadlines are shorter.
+            blackholedPatient: {
+              deployments: {
+                nowhere3: {
+                  // An origin of its own: providers sharing one share a pool and its shortest connect timeout.
+                  baseUrl: `http://127.0.0.1:${hole2.port}/v1`,
+                  timeouts: { connectTimeoutMs: 5_000, firstTokenTimeoutMs: 5_000, chunkGapTimeoutMs: 5_000 },
+                },
+              },
             },
             slowFirstToken: {
               deployments: { sleepy: { behaviour: 'first-chunk-delay-ms=5000', timeouts: FAST } },
@@ -62,6 +74,7 @@ describe('timeouts and fallback', () => {
   after(async () => {
     await h.close();
     await hole.close();
+    await hole2.close();
   });
 
   const post = (model: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
@@ -70,6 +83,16 @@ describe('timeouts and fallback', () => {
       headers: h.headers(headers),
       body: JSON.stringify({ model, messages: [{ role: 'user', content: 'x' }], ...extra }),
     });
+
+  it('a hanging connect is bounded by the client deadline, not only the pool connect timeout', async () => {
+    const t0 = performance.now();
+    const res = await post('blackholedPatient', {}, { 'x-sluice-timeout-ms': '500' });
+    const elapsed = performance.now() - t0;
+    const body = (await res.body.json()) as { error: { code: string } };
+    assert.equal(res.statusCode, 504);
+    assert.equal(body.error.code, 'total_timeout');
+    assert.ok(elapsed < 5_000, `answered after ${Math.round(elapsed)} ms, at the 5 s connect timeout`);
+  });
 
   it('a connect timeout (blackholed port) fails within connectTimeoutMs and falls back', async () => {
     const t0 = performance.now();

@@ -92,6 +92,14 @@ describe('config loading', () => {
       'providers.openai.timeouts.connectTimeoutMs',
     ],
     [
+      'a model-level connect timeout (connections are pooled per provider)',
+      BASE.replace(
+        'deployments: [{ provider: openai }]',
+        'deployments: [{ provider: openai }]\n    timeouts: { connectTimeoutMs: 500 }',
+      ),
+      'models["gpt-4.1"].timeouts.connectTimeoutMs',
+    ],
+    [
       'ladder: chunk gap above total (model level)',
       BASE.replace(
         'deployments: [{ provider: openai }]',
