@@ -3,6 +3,7 @@
  * in OpenAI's shape. Stack traces go to the log, never to the client.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { clientShouldRetry } from '../errors/client-retry.ts';
 import { renderError } from '../errors/render.ts';
 import { SluiceError } from '../errors/sluice-error.ts';
 
@@ -70,6 +71,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
   if (request.sluice) request.sluice.errorCode = error.code;
   if (error.retryAfterSeconds !== undefined)
     reply.header('retry-after', String(Math.ceil(error.retryAfterSeconds)));
+  reply.header('x-should-retry', clientShouldRetry(error) ? 'true' : 'false');
   reply.header('x-request-id', request.id);
   return reply.code(error.status).type('application/json; charset=utf-8').send(renderError(error));
 }
