@@ -19,6 +19,7 @@ import type { Limiter } from './limits/limiter.ts';
 import { startLoadSampler } from './limits/load-sampler.ts';
 import { PRIORITY_HEADER, requestPriority } from './limits/priority.ts';
 import { WorkerShedder, type WorkerShedderSettings } from './limits/worker-shedder.ts';
+import { LiveRuntimes } from './live-runtimes.ts';
 import { AdmissionQueues } from './queue/queues.ts';
 import type { RequestLog } from './requestlog/request-log.ts';
 import { costOf } from './requestlog/row.ts';
@@ -76,7 +77,7 @@ export interface Gateway {
 }
 
 export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway> {
-  let runtime = initial;
+  const runtime = initial;
   let draining = false;
   const metrics = deps.metrics ?? createMetrics();
   const accessLog = deps.accessLogger ?? deps.logger;
@@ -89,6 +90,26 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     metrics.breakerState.set({ deployment }, BREAKER_STATE_VALUE[state]),
   );
   health.reconcile(runtime);
+  // Each request keeps the config snapshot it started with; what an older snapshot refers to
+  // (deployment health, origin pools) lives until its last request ends, then is swept.
+  const runtimes = new LiveRuntimes(initial, (why) => {
+    if (why === 'swap') reconcileShared();
+    // A retired snapshot's last request has ended. Swept a little later: the request's own code
+    // may still be unwinding (an aborted retry loop) and must find what it refers to.
+    else setTimeout(reconcileShared, SWEEP_GRACE_MS).unref();
+  });
+  function reconcileShared(): void {
+    const current = runtimes.current;
+    const origins = originSettings(current);
+    const deployments = new Set<string>();
+    for (const old of runtimes.retired()) {
+      for (const [origin, settings] of originSettings(old))
+        if (!origins.has(origin)) origins.set(origin, settings);
+      for (const route of old.models.values()) for (const d of route.deployments) deployments.add(d.id);
+    }
+    pools.configure(origins);
+    health.reconcile(current, deployments);
+  }
   const limiter = deps.limiter ?? createLimiter(runtime.config, { metrics, log: deps.logger });
   // Take no traffic before the shared limits are reachable (bounded: a dead Redis means local limits).
   if (!(await limiter.store.waitForRedis(2_000))) {
@@ -192,6 +213,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   });
 
   function startRequest(request: FastifyRequest, reply: FastifyReply): SluiceError | undefined {
+    const runtime = runtimes.acquire();
     const ctx: RequestContext = {
       startedAt: performance.now(),
       runtime,
@@ -264,6 +286,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   function finish(request: FastifyRequest, status: number, completed: boolean): void {
     const ctx = request.sluice;
     ctx.finished = true;
+    runtimes.release(ctx.runtime);
     metrics.inFlight.dec();
     ctx.slot?.release();
     if (ctx.admission !== undefined || ctx.outboundHold !== undefined) {
@@ -387,15 +410,13 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     limiter,
     shedder,
     queues,
-    current: () => runtime,
+    current: () => runtimes.current,
     apply(next: Runtime) {
-      pools.configure(originSettings(next));
-      health.reconcile(next);
+      runtimes.swap(next);
       limiter.apply(next);
       queues.configure(next);
       shedder.configure(shedderSettings(next.config));
       configureSampler(next.config);
-      runtime = next;
     },
     startDraining() {
       draining = true;
@@ -467,6 +488,9 @@ function authenticateAdmin(request: FastifyRequest, runtime: Runtime): SluiceErr
     return new SluiceError('invalid_api_key', 'Incorrect admin key provided.');
   return undefined;
 }
+
+/** How long after a retired config snapshot's last request its deployments and pools are swept. */
+const SWEEP_GRACE_MS = 1_000;
 
 /** Pool settings per origin: providers sharing an origin share one pool sized for all of them. */
 export function originSettings(runtime: Runtime): Map<string, OriginSettings> {

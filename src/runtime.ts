@@ -51,6 +51,8 @@ export interface ModelRoute {
 export interface Tenant {
   readonly name: string;
   readonly priority: Priority;
+  /** Keys accepted only from a loopback socket address (the embedded demo tenant). */
+  readonly loopbackOnly: boolean;
 }
 
 export interface Runtime {
@@ -62,6 +64,8 @@ export interface Runtime {
   readonly passthrough: ProviderRuntime | undefined;
   /** Digests of the keys accepted on /admin/*. */
   readonly adminKeys: ReadonlySet<string>;
+  /** Admin keys accepted only from a loopback socket address (the embedded demo admin key). */
+  readonly adminLoopbackOnly: boolean;
   /** The body of GET /v1/models, rendered once per config. */
   readonly modelList: string;
   readonly loadedAt: Date;
@@ -120,7 +124,7 @@ export function compileRuntime(config: Config, options: CompileOptions = {}): Ru
 
   const tenantsByKeyHash = new Map<string, Tenant>();
   for (const [name, t] of Object.entries(config.tenants)) {
-    const tenant: Tenant = { name, priority: t.priority };
+    const tenant: Tenant = { name, priority: t.priority, loopbackOnly: t.loopbackOnly === true };
     for (const key of t.keys) tenantsByKeyHash.set(key, tenant);
   }
 
@@ -138,6 +142,7 @@ export function compileRuntime(config: Config, options: CompileOptions = {}): Ru
     passthrough: config.passthrough ? providers.get(config.passthrough.provider) : undefined,
     modelList,
     adminKeys: new Set(config.admin?.keys ?? []),
+    adminLoopbackOnly: config.admin?.loopbackOnly === true,
     loadedAt: new Date(),
   };
 }

@@ -14,6 +14,27 @@ export const DEFAULTS = Object.freeze({
     maxResponseBytes: 32 * 1024 * 1024,
     /** Deepest JSON nesting accepted in a request body; deeper bodies get 400 before they are parsed. */
     maxJsonDepth: 128,
+    /**
+     * From a connection's (or a keep-alive request's) first byte to the end of the headers. A
+     * client sends its headers in one go; ten seconds is generous on any link.
+     */
+    headersTimeoutMs: 10_000,
+    /**
+     * From the same start to the last byte of the body. It stops once the request is in, so it never
+     * cuts a request waiting on its provider or a long stream; 30 s moves 4 MiB at ~140 KB/s.
+     */
+    requestTimeoutMs: 30_000,
+    /** Idle keep-alive: longer than load balancers' usual 60 s, so they close first (no reuse race). */
+    keepAliveTimeoutMs: 65_000,
+    /** Open connections per client address; 0 = no cap. Trusted proxies are not capped. */
+    maxConnectionsPerAddress: 1_000,
+    /** Peers whose X-Forwarded-For is believed (addresses or CIDRs); none by default. */
+    trustedProxies: Object.freeze([] as string[]),
+    /**
+     * Failed authentications per client address: a bucket of `burst` that refills `perMinute`; an
+     * empty bucket refuses credentials with 429. `maxAddresses` bounds the memory it takes.
+     */
+    authFailures: Object.freeze({ burst: 20, perMinute: 60, maxAddresses: 100_000 }),
   }),
   logging: Object.freeze({ level: 'info' as const }),
   provider: Object.freeze({

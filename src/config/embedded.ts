@@ -6,9 +6,13 @@
 import { hashKey } from '../auth/keys.ts';
 import type { Env } from './interpolate.ts';
 
-/** The demo tenant's key. Only ever accepted by the embedded config, which binds to localhost. */
+/**
+ * The demo tenant's key. Only the embedded config accepts it, and only from a loopback socket
+ * address (`loopbackOnly`): binding to localhost alone is not enough, a local forwarder or a
+ * spoofed X-Forwarded-For must not make it work from elsewhere.
+ */
 export const DEMO_KEY = 'sk-sluice-demo';
-/** The demo admin key (/admin/*), under the same localhost-only condition. */
+/** The demo admin key (/admin/*), under the same loopback-only condition. */
 export const DEMO_ADMIN_KEY = 'sk-sluice-admin-demo';
 
 export function embeddedConfig(env: Env): Record<string, unknown> {
@@ -27,8 +31,8 @@ export function embeddedConfig(env: Env): Record<string, unknown> {
       'text-embedding-3-small': { deployments: [{ provider: real }] },
       'fake-model': { deployments: [{ provider: 'fake' }] },
     },
-    tenants: { demo: { keys: [hashKey(DEMO_KEY)], priority: 'standard' } },
-    admin: { keys: [hashKey(DEMO_ADMIN_KEY)] },
+    tenants: { demo: { keys: [hashKey(DEMO_KEY)], priority: 'standard', loopbackOnly: true } },
+    admin: { keys: [hashKey(DEMO_ADMIN_KEY)], loopbackOnly: true },
     // No pass-through: it is off unless configured (with OPENAI_API_KEY set it would open the
     // whole OpenAI account's files and batches to the demo key).
   };

@@ -33,6 +33,11 @@ export const ERROR_CATALOG = {
     type: 'invalid_request_error',
     doc: 'The requested model is not configured.',
   },
+  request_timeout: {
+    status: 408,
+    type: 'invalid_request_error',
+    doc: 'The request headers (`server.headersTimeoutMs`) or the whole request, body included (`server.requestTimeoutMs`), did not arrive in time; the connection is closed.',
+  },
   request_too_large: {
     status: 413,
     type: 'invalid_request_error',
@@ -43,6 +48,11 @@ export const ERROR_CATALOG = {
     type: 'invalid_request_error',
     doc: 'The body is not `application/json`.',
   },
+  request_header_too_large: {
+    status: 431,
+    type: 'invalid_request_error',
+    doc: 'The request headers are larger than the HTTP parser accepts (16 KiB); the connection is closed.',
+  },
   rate_limit_exceeded: {
     status: 429,
     type: 'requests',
@@ -52,6 +62,11 @@ export const ERROR_CATALOG = {
     status: 429,
     type: 'tokens',
     doc: "The request's estimated tokens (prompt + `max_tokens`) are more than the tenant's token bucket can ever hold; lower `max_tokens` or raise the bucket's `burst`.",
+  },
+  too_many_auth_failures: {
+    status: 429,
+    type: 'requests',
+    doc: 'Too many failed authentications from this client address (`server.authFailures`); any key from it is refused, unchecked, until `retry-after`.',
   },
   concurrency_limit_exceeded: {
     status: 429,
@@ -153,6 +168,11 @@ export const ERROR_CATALOG = {
     status: 503,
     type: 'api_error',
     doc: 'An `/admin/requests` or `/admin/usage` read failed: the request-log database (or its replica) is unreachable or slower than `requestLog.readTimeoutMs`. Request logging itself goes on (rows wait in the buffer and the spill directory).',
+  },
+  too_many_connections: {
+    status: 503,
+    type: 'api_error',
+    doc: 'This client address already holds `server.maxConnectionsPerAddress` open connections; the new one is answered and closed at once.',
   },
   shutting_down: {
     status: 503,

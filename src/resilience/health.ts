@@ -1,7 +1,8 @@
 /**
  * Per-deployment health that outlives a single request and survives config reloads: the breaker,
  * the retry budget and the count of outstanding calls. A reload keeps the state of every
- * deployment that still exists with the same settings, so a breaker that is open stays open.
+ * deployment that still exists with the same settings, so a breaker that is open stays open, and
+ * of every deployment a running request's (older) config snapshot still refers to.
  */
 import type { Runtime } from '../runtime.ts';
 import { Breaker, type BreakerSettings, type BreakerState } from './breaker.ts';
@@ -36,6 +37,8 @@ export interface HealthSnapshot {
   rejects: number;
 }
 
+const NONE: ReadonlySet<string> = new Set();
+
 export class HealthRegistry {
   readonly #byId = new Map<string, DeploymentHealth>();
   readonly #countsAsFailure: (countRateLimits: boolean) => (err: unknown) => boolean;
@@ -49,7 +52,11 @@ export class HealthRegistry {
     this.#onStateChange = onStateChange;
   }
 
-  reconcile(runtime: Runtime): void {
+  /**
+   * Make the registry match `runtime`, keeping the state of `stillInUse` too: deployments that only
+   * an older config snapshot still has requests on (they keep their health until those end).
+   */
+  reconcile(runtime: Runtime, stillInUse: ReadonlySet<string> = NONE): void {
     const { breaker, retry } = runtime.config;
     const key = JSON.stringify([breaker, retry]);
     const settings: BreakerSettings = {
@@ -77,7 +84,7 @@ export class HealthRegistry {
       this.#onStateChange(id, 'closed');
     }
     for (const [id, health] of this.#byId) {
-      if (!ids.has(id)) {
+      if (!ids.has(id) && !stillInUse.has(id)) {
         health.breaker.shutdown();
         this.#byId.delete(id);
       }

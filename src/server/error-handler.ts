@@ -2,7 +2,10 @@
  * Maps every failure, ours, the framework's and the provider's, to one SluiceError and renders it
  * in OpenAI's shape. Stack traces go to the log, never to the client.
  */
+import { type ServerResponse, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { ErrorCode } from '../errors/catalog.ts';
 import { clientShouldRetry } from '../errors/client-retry.ts';
 import { renderError } from '../errors/render.ts';
 import { SluiceError } from '../errors/sluice-error.ts';
@@ -74,4 +77,94 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
   reply.header('x-should-retry', clientShouldRetry(error) ? 'true' : 'false');
   reply.header('x-request-id', request.id);
   return reply.code(error.status).type('application/json; charset=utf-8').send(renderError(error));
+}
+
+/** A whole HTTP/1.1 error response that closes the connection, for writing straight to a socket. */
+export function rawErrorResponse(error: SluiceError): Buffer {
+  const body = JSON.stringify(renderError(error));
+  const retryAfter =
+    error.retryAfterSeconds === undefined ? '' : `retry-after: ${Math.ceil(error.retryAfterSeconds)}\r\n`;
+  const head =
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n` +
+    'content-type: application/json; charset=utf-8\r\n' +
+    `content-length: ${Buffer.byteLength(body)}\r\n${retryAfter}` +
+    `x-should-retry: ${clientShouldRetry(error)}\r\nconnection: close\r\n\r\n`;
+  return Buffer.from(head + body);
+}
+
+interface ClientErrorAnswer {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly response: Buffer;
+}
+
+function answer(code: ErrorCode, message: string): ClientErrorAnswer {
+  const error = new SluiceError(code, message);
+  return { code, status: error.status, response: rawErrorResponse(error) };
+}
+
+/**
+ * The errors Node's HTTP parser raises before (or instead of) a request reaching fastify, with the
+ * raw bytes of their answer, built once: a slow or malformed client costs no allocation here.
+ */
+const CLIENT_ERRORS = new Map<string, ClientErrorAnswer>([
+  [
+    'ERR_HTTP_REQUEST_TIMEOUT',
+    answer(
+      'request_timeout',
+      'The request did not arrive in time (server.headersTimeoutMs for the headers, server.requestTimeoutMs for the whole request); the connection is closed.',
+    ),
+  ],
+  [
+    'HPE_HEADER_OVERFLOW',
+    answer('request_header_too_large', 'The request headers are larger than this gateway accepts.'),
+  ],
+  [
+    'HPE_CHUNK_EXTENSIONS_OVERFLOW',
+    answer('request_too_large', 'A chunk extension of the request body is too large.'),
+  ],
+]);
+/** Every other parser error: a malformed request line or header, conflicting framing headers. */
+const BAD_REQUEST = answer('invalid_request', 'The request is not valid HTTP/1.1.');
+
+const kClientError = Symbol('sluice.clientError');
+type MarkedSocket = Socket & {
+  [kClientError]?: ErrorCode;
+  _httpMessage?: ServerResponse | null;
+  parser?: { incoming?: unknown } | null;
+};
+
+/** The code the HTTP layer closed this socket with (a request cut by a timeout), if it did. */
+export function clientErrorCode(socket: Socket | null | undefined): ErrorCode | undefined {
+  return (socket as MarkedSocket | null | undefined)?.[kClientError];
+}
+
+/**
+ * fastify's `clientErrorHandler`: Node's parser failed on a connection (timeout, oversized or
+ * malformed headers). Answered in OpenAI's shape with `connection: close` when no answer has
+ * started on it, then closed. Node's `_httpMessage` (the response in flight) and `parser.incoming`
+ * (the request being read) tell whether a response is still possible: a request whose answer went
+ * out already (a 401 while its body was still arriving) gets no second one.
+ */
+export function clientErrorHandler(
+  onClientError: (code: ErrorCode) => void,
+): (err: NodeJS.ErrnoException, socket: Socket) => void {
+  return (err, socket) => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const entry = CLIENT_ERRORS.get(err.code ?? '') ?? BAD_REQUEST;
+    const marked = socket as MarkedSocket;
+    marked[kClientError] = entry.code;
+    onClientError(entry.code);
+    const inFlight = marked._httpMessage;
+    let answerable: boolean;
+    if (inFlight) {
+      answerable = !inFlight.headersSent;
+      // The access log and metrics of the request being read then say 408, not a client abort.
+      if (answerable) inFlight.statusCode = entry.status;
+    } else {
+      answerable = !marked.parser?.incoming;
+    }
+    if (answerable && socket.writable) socket.write(entry.response);
+    socket.destroy();
+  };
 }

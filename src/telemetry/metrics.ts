@@ -36,6 +36,9 @@ export interface Metrics {
   ): void;
   readonly streamsTruncated: Counter<'deployment' | 'code'>;
   readonly configReloads: Counter<'result'>;
+  readonly connectionsRefused: Counter;
+  readonly clientErrors: Counter<'code'>;
+  readonly authFailures: Counter<'kind'>;
   readonly breakerState: Gauge<'deployment'>;
   readonly retries: Counter<'deployment'>;
   readonly retryBudgetExhausted: Counter<'deployment'>;
@@ -323,6 +326,23 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       name: 'sluice_config_reloads_total',
       help: 'Config reload attempts by result (applied, rejected).',
       labelNames: ['result'],
+      registers,
+    }),
+    connectionsRefused: new Counter({
+      name: 'sluice_connections_refused_total',
+      help: 'Connections refused on accept because their client address held server.maxConnectionsPerAddress already.',
+      registers,
+    }),
+    clientErrors: new Counter({
+      name: 'sluice_client_errors_total',
+      help: 'Connections closed by the HTTP parser, by error code (request_timeout, request_header_too_large, request_too_large, invalid_request).',
+      labelNames: ['code'],
+      registers,
+    }),
+    authFailures: new Counter({
+      name: 'sluice_auth_failures_total',
+      help: 'Failed authentications (missing or wrong key, or a loopback-only key from elsewhere) by kind (tenant, admin).',
+      labelNames: ['kind'],
       registers,
     }),
     breakerState: new Gauge({
