@@ -11,7 +11,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
-import { bearerToken, hashKey } from './auth/keys.ts';
+import { Authenticator, type Credentials } from './auth/authenticator.ts';
 import type { Config } from './config/schema.ts';
 import { SluiceError } from './errors/sluice-error.ts';
 import { createLimiter } from './limits/create.ts';
@@ -26,9 +26,10 @@ import { costOf } from './requestlog/row.ts';
 import { classifyFailure } from './resilience/failure-class.ts';
 import { HealthRegistry } from './resilience/health.ts';
 import type { Runtime } from './runtime.ts';
+import { ConnectionGuard, httpServerOptions } from './server/connection-guard.ts';
 import type { RequestContext } from './server/context.ts';
 import { CUT_GRACE_MS, DrainCut } from './server/drain-cut.ts';
-import { sendError } from './server/error-handler.ts';
+import { clientErrorCode, clientErrorHandler, sendError } from './server/error-handler.ts';
 import { exceedsJsonDepth } from './server/json-depth.ts';
 import { requestIdFor } from './server/request-id.ts';
 import { registerAdminRoutes } from './server/routes/admin.ts';
@@ -151,6 +152,9 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   configureSampler(runtime.config);
 
   const server = initial.config.server;
+  // Client-facing defences: who the client is, failed keys, connections per address, timeouts.
+  const authenticator = new Authenticator(server, { metrics, log: deps.logger });
+  const connections = new ConnectionGuard(server, { metrics, log: deps.logger });
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     // One log line per request is written by finish() below, streams and aborts included.
@@ -165,8 +169,12 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     forceCloseConnections: 'idle',
     // Router-level failures (malformed URL, bad constraints) happen before any hook runs.
     frameworkErrors: (err, request, reply) => sendError(request, reply, err),
-    // Keep-alive longer than typical load balancers' idle timeout, so they close first.
-    keepAliveTimeout: 65_000,
+    // Header, request and keep-alive timeouts (src/server/connection-guard.ts says why these).
+    keepAliveTimeout: server.keepAliveTimeoutMs,
+    requestTimeout: server.requestTimeoutMs,
+    http: httpServerOptions(server),
+    // Timeouts, oversized and malformed requests, answered by Node's parser: OpenAI's shape too.
+    clientErrorHandler: clientErrorHandler((code) => metrics.clientErrors.inc({ code })),
     ajv: {
       customOptions: {
         coerceTypes: false,
@@ -178,6 +186,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     },
   });
 
+  connections.attach(app.server);
   app.decorateRequest('sluice', null as unknown as RequestContext);
   // The API speaks JSON only: anything else is a 415, not a string body that fails validation.
   app.removeContentTypeParser('text/plain');
@@ -253,18 +262,11 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
         request.headers.traceparent,
       );
     }
-    if (routeConfig.admin) return authenticateAdmin(request, runtime);
+    if (routeConfig.admin) return authenticator.admin(runtime, credentialsOf(request));
     if (!routeConfig.auth) return undefined;
     if (draining) return new SluiceError('shutting_down', 'This gateway instance is shutting down; retry.');
-    const key = bearerToken(request.headers.authorization);
-    if (key === undefined) {
-      return new SluiceError(
-        'missing_api_key',
-        'Missing API key: send Authorization: Bearer <your Sluice key>.',
-      );
-    }
-    const tenant = runtime.tenants.lookup(key);
-    if (tenant === undefined) return new SluiceError('invalid_api_key', 'Incorrect API key provided.');
+    const tenant = authenticator.tenant(runtime, credentialsOf(request));
+    if (tenant instanceof SluiceError) return tenant;
     ctx.tenant = tenant;
     try {
       ctx.priority = requestPriority(tenant.priority, request.headers[PRIORITY_HEADER]);
@@ -293,7 +295,9 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
       limiter.settle(ctx.admission, ctx.outboundHold, ctx.usage, completed && status < 400);
     }
     const durationMs = performance.now() - ctx.startedAt;
-    if (!completed && ctx.errorCode === undefined) ctx.errorCode = 'client_closed_request';
+    // A request the HTTP layer cut (its body too slow: 408) is not a client that went away.
+    if (!completed && ctx.errorCode === undefined)
+      ctx.errorCode = clientErrorCode(request.raw.socket) ?? 'client_closed_request';
     const route = ctx.route ?? request.routeOptions.url ?? 'unmatched';
     const model = ctx.model ?? (ctx.tenant ? 'unknown' : '');
     // 499 when the client left; a stream cut short (its head said 200) with its SSE error's status.
@@ -412,6 +416,9 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     queues,
     current: () => runtimes.current,
     apply(next: Runtime) {
+      // First: it is the one that can refuse the config (a trusted proxy BlockList rejects).
+      authenticator.configure(next.config.server);
+      connections.configure(next.config.server);
       runtimes.swap(next);
       limiter.apply(next);
       queues.configure(next);
@@ -477,16 +484,13 @@ function breakerCountsAsFailure(countRateLimits: boolean): (err: unknown) => boo
   };
 }
 
-/** Admin endpoints answer only to admin keys; with none configured they do not exist (404). */
-function authenticateAdmin(request: FastifyRequest, runtime: Runtime): SluiceError | undefined {
-  if (runtime.adminKeys.size === 0) return new SluiceError('not_found', 'No such endpoint.');
-  const key = bearerToken(request.headers.authorization);
-  if (key === undefined) {
-    return new SluiceError('missing_api_key', 'Missing admin key: send Authorization: Bearer <admin key>.');
-  }
-  if (!runtime.adminKeys.has(hashKey(key)))
-    return new SluiceError('invalid_api_key', 'Incorrect admin key provided.');
-  return undefined;
+/** What the authenticator looks at: the key, the socket's address, X-Forwarded-For. */
+function credentialsOf(request: FastifyRequest): Credentials {
+  return {
+    authorization: request.headers.authorization,
+    socketAddress: request.socket.remoteAddress,
+    forwardedFor: request.headers['x-forwarded-for'],
+  };
 }
 
 /** How long after a retired config snapshot's last request its deployments and pools are swept. */
