@@ -30,16 +30,52 @@ export function interpolateString(value: string, env: Env, path: string): string
   });
 }
 
-/** Returns a copy of `node` with every string value interpolated. Keys are left as written. */
-export function interpolateTree(node: unknown, env: Env, path = ''): unknown {
-  if (typeof node === 'string') return interpolateString(node, env, path || '(root)');
-  if (Array.isArray(node)) return node.map((item, i) => interpolateTree(item, env, `${path}[${i}]`));
-  if (node !== null && typeof node === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(node)) {
-      out[key] = interpolateTree(value, env, joinPath(path, key));
+/**
+ * Returns a copy of `node` with every string value interpolated. Keys are left as written. The
+ * config path is kept as segments and joined only for an error: a config of 50,000 tenants has
+ * half a million values, and a path string per value doubled this walk's time.
+ */
+export function interpolateTree(node: unknown, env: Env): unknown {
+  const path: Array<string | number> = [];
+  const walk = (value: unknown): unknown => {
+    if (typeof value === 'string') {
+      if (!value.includes('${')) return value;
+      return interpolateString(value, env, pathString(path) || '(root)');
     }
-    return out;
-  }
-  return node;
+    if (Array.isArray(value)) {
+      const out: unknown[] = [];
+      for (let i = 0; i < value.length; i++) {
+        path.push(i);
+        out.push(walk(value[i]));
+        path.pop();
+      }
+      return out;
+    }
+    if (value !== null && typeof value === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const key of Object.keys(value)) {
+        path.push(key);
+        const copy = walk((value as Record<string, unknown>)[key]);
+        // A model may be named anything: `__proto__` must stay a key, not set the prototype.
+        if (key === '__proto__') {
+          Object.defineProperty(out, key, {
+            value: copy,
+            enumerable: true,
+            writable: true,
+            configurable: true,
+          });
+        } else out[key] = copy;
+        path.pop();
+      }
+      return out;
+    }
+    return value;
+  };
+  return walk(node);
+}
+
+function pathString(path: ReadonlyArray<string | number>): string {
+  let out = '';
+  for (const seg of path) out = typeof seg === 'number' ? `${out}[${seg}]` : joinPath(out, seg);
+  return out;
 }

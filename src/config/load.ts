@@ -5,14 +5,15 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Ajv, type ErrorObject } from 'ajv';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { checkPassthrough } from '../routing/passthrough-rules.ts';
 import { queueCapacities } from './capacity.ts';
 import { DEFAULTS } from './defaults.ts';
+import { deepFreeze } from './freeze.ts';
 import { type Env, InterpolationError, interpolateTree } from './interpolate.ts';
 import { ConfigError } from './load-error.ts';
 import { joinPath } from './path.ts';
 import { type Config, type ConfigInput, ConfigSchema, type Timeouts, type TimeoutsConfig } from './schema.ts';
+import { parseYaml } from './yaml.ts';
 
 export { ConfigError };
 
@@ -26,33 +27,33 @@ const ajv = new Ajv({
 const validate = ajv.compile<ConfigInput>(ConfigSchema);
 
 export async function loadConfigFile(file: string, env: Env): Promise<Config> {
+  return deepFreeze(await checkConfigFile(file, env));
+}
+
+/**
+ * loadConfigFile without the deep freeze, for the loader thread (load-worker.ts): freezing does
+ * not survive the trip to the main thread, which freezes what it receives.
+ */
+export async function checkConfigFile(file: string, env: Env): Promise<Config> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
     throw new ConfigError('', `cannot read config file ${file}: ${(err as Error).message}`);
   }
-  return parseConfig(text, env);
+  return checkConfig(parseYaml(text), env);
 }
 
 export function parseConfig(text: string, env: Env): Config {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text, { maxAliasCount: 100, uniqueKeys: true });
-  } catch (err) {
-    if (err instanceof YAMLParseError) {
-      const pos = err.linePos?.[0];
-      throw new ConfigError(
-        '',
-        `invalid YAML${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${err.code}`,
-      );
-    }
-    throw err;
-  }
-  return validateConfig(raw, env);
+  return validateConfig(parseYaml(text), env);
 }
 
 export function validateConfig(raw: unknown, env: Env): Config {
+  return deepFreeze(checkConfig(raw, env));
+}
+
+/** Interpolates, validates, fills defaults and checks references; the result is not frozen. */
+function checkConfig(raw: unknown, env: Env): Config {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError('', 'the config must be a YAML mapping with providers, models and tenants');
   }
@@ -80,7 +81,7 @@ export function validateConfig(raw: unknown, env: Env): Config {
   const config = doc as unknown as Config;
   config.timeouts = { ...DEFAULTS.timeouts, ...config.timeouts };
   checkReferences(config);
-  return deepFreeze(config);
+  return config;
 }
 
 /** Adds the named sub-sections (empty) to a mapping, so ajv fills their defaults. */
@@ -246,12 +247,4 @@ function fromAjvError(error: ErrorObject): ConfigError {
 
 function unescapePointer(segment: string): string {
   return segment.replace(/~1/g, '/').replace(/~0/g, '~');
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value)) deepFreeze(child);
-  }
-  return value;
 }
