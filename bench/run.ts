@@ -15,7 +15,9 @@
 // BENCH_CPU_PROF_DIR (run both proxies with --cpu-prof writing there; the file names carry the
 // pids the report prints; bench/profile.ts profiles one workload at a time), BENCH_SLUICE_REF
 // (measure Sluice as of this git commit, exported read-only with `git archive` to a temporary
-// directory, instead of the working tree's src/), BENCH_TIMEOUT_S (hard limit, default 600 s).
+// directory, instead of the working tree's src/), BENCH_TIMEOUT_S (hard limit, default 600 s),
+// BENCH_FEATURES=all (Sluice with every layer on: Redis limits, the request log on Postgres;
+// bench/setup.ts says which).
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -38,6 +40,7 @@ import {
   verdicts,
 } from './report.ts';
 import {
+  ALL_FEATURES,
   CHAT_BODY,
   CONNECTIONS,
   HEADERS,
@@ -264,7 +267,9 @@ async function main(): Promise<void> {
     streams: STREAMS,
     pinning: `fake provider + load generator on core ${PROVIDER_CORE}, proxy under test on core ${PROXY_CORE}`,
     cpuProfile: CPU_PROF_DIR,
-    sluice: sluice.source,
+    sluice: ALL_FEATURES
+      ? `${sluice.source}; BENCH_FEATURES=all (Redis limits, request log on Postgres)`
+      : sluice.source,
   };
   const checks = verdicts(new Map(results.map((r) => [r.key, r])));
   const disturbed = disturbances(results);

@@ -28,11 +28,20 @@ export const STREAM_BODY = JSON.stringify({
 });
 
 /**
- * The bench config. `requestLog` off where the source knows the section (older commits would
- * refuse the key): the core bench measures the proxy; bench/requestlog.ts measures the log.
+ * `BENCH_FEATURES=all`: what a real deployment turns on, for the "all features" column. Redis
+ * limits (tenant requests, tokens and concurrency, the fleet lease), the request log on Postgres
+ * (`BENCH_DATABASE_URL`, default the local `test` database), metrics, info logging. Every limit is
+ * far above the load, so nothing is refused and every layer still does its work.
+ */
+export const ALL_FEATURES = process.env.BENCH_FEATURES === 'all';
+
+/**
+ * The bench config. By default `requestLog` is off where the source knows the section (older
+ * commits would refuse the key): the core bench measures the proxy; bench/requestlog.ts measures
+ * the log. With ALL_FEATURES every layer is on.
  */
 export function sluiceConfig(port: number, upstreamPort: number, dir: string = ROOT): string {
-  return [
+  const lines = [
     `server: { host: 127.0.0.1, port: ${port}, drainTimeoutMs: 2000 }`,
     'logging: { level: info }',
     'providers:',
@@ -41,9 +50,24 @@ export function sluiceConfig(port: number, upstreamPort: number, dir: string = R
     `  ${MODEL}: { deployments: [{ provider: fake }] }`,
     'tenants:',
     `  bench: { keys: ["${hashKey(KEY)}"] }`,
-    ...(existsSync(join(dir, 'src', 'requestlog')) ? ['requestLog: { enabled: false }'] : []),
+  ];
+  if (!ALL_FEATURES) {
+    if (existsSync(join(dir, 'src', 'requestlog'))) lines.push('requestLog: { enabled: false }');
+    return `${lines.join('\n')}\n`;
+  }
+  const redis = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+  const database = process.env.BENCH_DATABASE_URL || 'postgres://127.0.0.1:5432/test';
+  const huge = 'limit: 1000000000000, per: second';
+  lines.push(
+    'limits:',
+    `  redis: { url: "${redis}", keyPrefix: "sluice-bench-${process.pid}" }`,
+    `  fleet: { models: { ${MODEL}: { maxInFlight: 1000000 } } }`,
+    '  tenants:',
+    `    bench: { requests: { ${huge} }, tokens: { ${huge} }, concurrency: { max: 1000000 } }`,
+    `requestLog: { url: "${database}" }`,
     '',
-  ].join('\n');
+  );
+  return lines.join('\n');
 }
 
 function git(...args: string[]): Buffer {
