@@ -15,13 +15,14 @@ import { hashKey } from './auth/keys.ts';
 import { DEFAULTS } from './config/defaults.ts';
 import { DEMO_ADMIN_KEY, DEMO_KEY, embeddedConfig } from './config/embedded.ts';
 import { ConfigError, loadConfigFile, validateConfig } from './config/load.ts';
+import { loadConfigInThread } from './config/load-thread.ts';
 import type { Config } from './config/schema.ts';
 import { watchConfigFile } from './config/watch.ts';
 import type { FakeProvider } from './fake-provider/server.ts';
 import { startFakeProvider } from './fake-provider/server.ts';
 import { migrate } from './requestlog/migrate.ts';
 import { openDatabase, RequestLog } from './requestlog/request-log.ts';
-import { compileRuntime, needsEmbeddedFake, type Runtime } from './runtime.ts';
+import { compileRuntimeInTurns, needsEmbeddedFake, type Runtime } from './runtime.ts';
 import { createLoggers, stdoutDestination } from './telemetry/logger.ts';
 import { createMetrics } from './telemetry/metrics.ts';
 import { startMetricsServer } from './telemetry/metrics-server.ts';
@@ -67,12 +68,14 @@ async function main(argv: string[]): Promise<number> {
 async function serve(configPath: string | undefined): Promise<number> {
   const env = process.env;
   let fake: FakeProvider | undefined;
+  // A file is read, parsed and validated in a worker thread and compiled a slice per turn, so a
+  // reload of a large config never stalls the requests being served (src/config/load-thread.ts).
   const load = async (): Promise<Runtime> => {
     const config = configPath
-      ? await loadConfigFile(configPath, env)
+      ? await loadConfigInThread(configPath, env)
       : validateConfig(embeddedConfig(env), env);
     if (needsEmbeddedFake(config) && !fake) fake = await startFakeProvider({ host: '127.0.0.1', port: 0 });
-    return compileRuntime(config, { embeddedFakeBaseUrl: fake?.baseUrl });
+    return compileRuntimeInTurns(config, { embeddedFakeBaseUrl: fake?.baseUrl });
   };
 
   let runtime: Runtime;
@@ -139,8 +142,14 @@ async function serve(configPath: string | undefined): Promise<number> {
     );
 
   let reloading = Promise.resolve();
+  // One reload runs at a time; of the requests that arrive meanwhile one waits, and it reads the
+  // file as it is when it starts, so a storm of changes costs two loads, not one each.
+  let reloadWaiting = false;
   const reload = (reason: string) => {
+    if (reloadWaiting) return;
+    reloadWaiting = true;
     reloading = reloading.then(async () => {
+      reloadWaiting = false;
       try {
         const next = await load();
         const before = gateway.current().config.server;

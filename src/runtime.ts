@@ -7,6 +7,7 @@
 import { KeyIndex } from './auth/keys.ts';
 import { type ModelCapacity, queueCapacities } from './config/capacity.ts';
 import type { Priority } from './config/defaults.ts';
+import { eachInTurns } from './config/in-turns.ts';
 import { mergeTimeouts } from './config/load.ts';
 import type { Config, ProviderConfig, Timeouts } from './config/schema.ts';
 
@@ -74,6 +75,20 @@ export interface Runtime {
 export interface CompileOptions {
   /** Base URL of the in-process fake provider, for `kind: fake` providers without a baseUrl. */
   embeddedFakeBaseUrl?: string | undefined;
+  /** Tenant by key digest, when already built (compileRuntimeInTurns). */
+  tenantsByKeyHash?: ReadonlyMap<string, Tenant>;
+}
+
+/**
+ * compileRuntime for the running gateway: the tenant index, the only part that grows with the
+ * number of tenants, is built a slice of tenants per event-loop turn, so a reload of 50,000
+ * tenants does not hold up requests while it compiles.
+ */
+export async function compileRuntimeInTurns(config: Config, options: CompileOptions = {}): Promise<Runtime> {
+  const byKey = new Map<string, Tenant>();
+  const tenants = config.tenants;
+  await eachInTurns(Object.keys(tenants), (name) => indexTenant(byKey, name, tenants[name]!));
+  return compileRuntime(config, { ...options, tenantsByKeyHash: byKey });
 }
 
 export function compileRuntime(config: Config, options: CompileOptions = {}): Runtime {
@@ -122,10 +137,11 @@ export function compileRuntime(config: Config, options: CompileOptions = {}): Ru
     });
   }
 
-  const tenantsByKeyHash = new Map<string, Tenant>();
-  for (const [name, t] of Object.entries(config.tenants)) {
-    const tenant: Tenant = { name, priority: t.priority, loopbackOnly: t.loopbackOnly === true };
-    for (const key of t.keys) tenantsByKeyHash.set(key, tenant);
+  let tenantsByKeyHash = options.tenantsByKeyHash;
+  if (!tenantsByKeyHash) {
+    const byKey = new Map<string, Tenant>();
+    for (const [name, t] of Object.entries(config.tenants)) indexTenant(byKey, name, t);
+    tenantsByKeyHash = byKey;
   }
 
   const created = Math.floor(Date.now() / 1000);
@@ -145,6 +161,11 @@ export function compileRuntime(config: Config, options: CompileOptions = {}): Ru
     adminLoopbackOnly: config.admin?.loopbackOnly === true,
     loadedAt: new Date(),
   };
+}
+
+function indexTenant(byKey: Map<string, Tenant>, name: string, t: Config['tenants'][string]): void {
+  const tenant: Tenant = { name, priority: t.priority, loopbackOnly: t.loopbackOnly === true };
+  for (const key of t.keys) byKey.set(key, tenant);
 }
 
 /** True when some provider needs the in-process fake provider (kind fake, no baseUrl). */
