@@ -15,7 +15,8 @@ import { type FakeProvider, startFakeProvider } from '../../src/fake-provider/se
 import { waitFor } from '../helpers/harness.ts';
 import { startSluiceProcess } from '../helpers/process.ts';
 
-const TENANTS = 20_000;
+// The issue's size; the process is killed 60 s after it starts (test/helpers/process.ts).
+const TENANTS = 10_000;
 
 /** `next` adds a model (m2) and a tenant (fresh): what a probe sees tells which config answered. */
 function config(fake: FakeProvider, tenants: number, next = false): string {
@@ -38,7 +39,7 @@ function config(fake: FakeProvider, tenants: number, next = false): string {
   return `${lines.join('\n')}\n`;
 }
 
-describe('reloading a config of 20,000 tenants', () => {
+describe('reloading a config of 10,000 tenants', () => {
   let fake: FakeProvider;
   let dir: string;
   before(async () => {
@@ -74,7 +75,7 @@ describe('reloading a config of 20,000 tenants', () => {
       return body.data.map((m) => m.id);
     };
     try {
-      assert.equal(await chat('sk-t19999'), 200);
+      assert.equal(await chat('sk-t9999'), 200);
       assert.equal(await chat('sk-fresh'), 401, 'not a tenant yet');
 
       await writeFile(file, config(fake, TENANTS, true));
@@ -85,7 +86,7 @@ describe('reloading a config of 20,000 tenants', () => {
       const statuses = new Map<number, number>();
       const clients = Array.from({ length: 4 }, async (_, c) => {
         for (let i = 0; i < 2_000 && !reloaded(); i++) {
-          const status = await chat(`sk-t${(c * 5_000 + i) % TENANTS}`);
+          const status = await chat(`sk-t${(c * 2_500 + i) % TENANTS}`);
           statuses.set(status, (statuses.get(status) ?? 0) + 1);
         }
       });
