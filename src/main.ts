@@ -158,10 +158,11 @@ async function serve(configPath: string | undefined): Promise<number> {
           after.host !== before.host ||
           after.port !== before.port ||
           after.bodyLimitBytes !== before.bodyLimitBytes ||
+          after.maxJsonDepth !== before.maxJsonDepth ||
           after.metricsPort !== before.metricsPort
         ) {
           logger.warn(
-            'server.host, server.port, server.bodyLimitBytes and server.metricsPort changes take effect on restart',
+            'server.host, server.port, server.bodyLimitBytes, server.maxJsonDepth and server.metricsPort changes take effect on restart',
           );
         }
         const redisBefore = gateway.current().config.limits.redis;
