@@ -132,10 +132,67 @@ describe('config loading at scale', () => {
         `${name}: &${name} [*${prev}, *${prev}, *${prev}, *${prev}, *${prev}, *${prev}, *${prev}, *${prev}]`,
       );
     }
-    assert.match(
+    assert.equal(
       errorOf(() => parseConfig(bomb.join('\n'), ENV)).message,
-      /^invalid YAML: Excessive alias count/,
+      'invalid YAML: Excessive alias count: aliases would expand the config from 53 to 52165 nodes',
     );
+  });
+
+  it('refuses more than 100 aliases, even of a number', () => {
+    const limits = (n: number) =>
+      `limits:\n  tenants:\n    acme: { requests: { limit: &n 5, per: minute } }\n${Array.from(
+        { length: n },
+        (_, i) => `    u${i}: { requests: { limit: *n, per: minute } }`,
+      ).join('\n')}\n`;
+    // 100 are read (and then refused for naming unknown tenants, so the aliases did resolve).
+    assert.equal(errorOf(() => parseConfig(`${SMALL}${limits(100)}`, ENV)).path, 'limits.tenants.u0');
+    const err = errorOf(() => parseConfig(`${SMALL}${limits(101)}`, ENV));
+    assert.equal(err.message, 'invalid YAML at line 111, column 32: more than 100 aliases');
+  });
+
+  it('refuses an alias inside the node it names (a cycle every later walk would follow)', () => {
+    const err = errorOf(() => parseConfig(`${SMALL}x: &c { y: [*c] }\n`, ENV));
+    assert.equal(err.message, 'invalid YAML at line 8, column 13: *c refers to a node that contains it');
+  });
+
+  it('takes a merge key (<<) as an ordinary key, which the schema refuses, as before', () => {
+    const text = SMALL.replace('acme: {', 'acme: &t {').concat(
+      `  other: { <<: *t, keys: ["${hashKey('sk-other')}"] }\n`,
+    );
+    const err = errorOf(() => parseConfig(text, ENV));
+    assert.equal(err.path, 'tenants.other["<<"]', err.message);
+  });
+
+  it('reports invalid YAML with its line and column, and an empty file as no mapping', () => {
+    assert.equal(
+      errorOf(() => parseConfig('providers: [unclosed', ENV)).message,
+      'invalid YAML at line 1, column 21: unexpected end of the stream within a flow collection',
+    );
+    assert.match(
+      errorOf(() => parseConfig(`${SMALL}  x: *nope\n`, ENV)).message,
+      /^invalid YAML at line 8, column 7: /,
+    );
+    assert.equal(
+      errorOf(() => parseConfig(`${SMALL}---\na: 1\n`, ENV)).message,
+      'invalid YAML: the file holds more than one document',
+    );
+    for (const empty of ['', '# nothing here\n']) {
+      assert.equal(
+        errorOf(() => parseConfig(empty, ENV)).message,
+        'the config must be a YAML mapping with providers, models and tenants',
+      );
+    }
+  });
+
+  it('keeps ~ and null as the same key, and reads quoted, numeric and tagged keys', () => {
+    const err = errorOf(() => parseConfig(`${SMALL}limits:\n  tenants:\n    ~: {}\n    null: {}\n`, ENV));
+    assert.equal(err.path, 'limits.tenants.null');
+    assert.match(err.message, /line 11, column 5 \(first at line 10\)/);
+    const ok = parseConfig(
+      `${SMALL}limits:\n  tenants:\n    'acme': { requests: { limit: !!int "7", per: minute } }\n`,
+      ENV,
+    );
+    assert.equal(ok.limits.tenants!.acme!.requests!.limit, 7);
   });
 
   it('keeps a model named __proto__ as a model, through interpolation, slices and freezing', async () => {
