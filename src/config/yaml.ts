@@ -1,18 +1,19 @@
 /**
  * Config text to plain data, in time linear in the text's size. js-yaml parses the text into a
- * flat list of events (offsets into the text, no node objects); one pass over them checks what
- * the parser leaves to us, then js-yaml builds the plain objects from the same events. With
- * `yaml` (v2) the lexer, parser and document model alone took 1.4-2 s for 10,000 tenants (20,000
- * lines); js-yaml reads them in about 0.1 s.
+ * flat list of events (offsets into the text, no node objects) and builds the plain objects from
+ * them. With `yaml` (v2) the lexer, parser and document model alone took 1.4-2 s for 10,000
+ * tenants (20,000 lines); js-yaml reads them in 0.1-0.3 s.
  *
- * The pass refuses:
- * - a mapping key given twice, naming its config path and both lines (js-yaml would refuse it
- *   too, but only with the line: a 20,000-line file needs the path);
- * - more than MAX_ALIASES aliases, an alias of a node that contains it (a cycle, which every
- *   later walk of the tree would follow forever), and aliases that would make the config more
- *   than MAX_ALIAS_GROWTH nodes bigger than written ("billion laughs": js-yaml does not copy an
+ * A pass of ours over the events (checkEvents) refuses, when the file has aliases, before the
+ * objects are built:
+ * - more than MAX_ALIASES aliases, an alias inside the node it names (a cycle, which every later
+ *   walk of the tree would follow forever), and aliases that would add more nodes than the file
+ *   writes, or than MAX_ALIAS_GROWTH if that is more ("billion laughs": js-yaml does not copy an
  *   aliased node, but interpolation, validation and freezing walk each use of it, so nested
- *   aliases grow their work exponentially).
+ *   aliases grow their work exponentially);
+ * - a mapping key given twice, naming its config path and both lines. Without aliases js-yaml
+ *   finds a duplicate itself, with only its line (a 20,000-line file needs the path), and the
+ *   pass runs then to name it.
  */
 import {
   CORE_SCHEMA,
@@ -42,16 +43,24 @@ export function parseYaml(text: string): unknown {
   }
   // An empty file (or only comments) is no document: left to the caller's "must be a mapping".
   if (!events.some((e) => e.type === EVENT_ID.DOCUMENT)) return null;
-  checkEvents(text, events);
+  // The pass costs ~5% of a load (a Map per mapping, a string per key), so a file without aliases
+  // skips it unless js-yaml finds a duplicate key: then the pass finds the key's path.
+  const aliased = events.some((e) => e.type === EVENT_ID.ALIAS);
+  if (aliased) checkEvents(text, events);
   try {
     const documents = constructFromEvents(events, { source: text, maxAliases: MAX_ALIASES });
     if (documents.length > 1)
       throw new ConfigError('', 'invalid YAML: the file holds more than one document');
     return documents[0] ?? null;
   } catch (err) {
+    if (!aliased && err instanceof YAMLException && err.reason === DUPLICATE_KEY) checkEvents(text, events);
+    // A duplicate the pass does not see (a tagged key such as `!!str 1`) keeps js-yaml's message.
     throw fromYamlError(err);
   }
 }
+
+/** js-yaml's reason for a key given twice in a mapping. */
+const DUPLICATE_KEY = 'duplicated mapping key';
 
 function fromYamlError(err: unknown): Error {
   if (!(err instanceof YAMLException)) return err as Error;

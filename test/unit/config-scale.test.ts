@@ -193,6 +193,11 @@ describe('config loading at scale', () => {
       ENV,
     );
     assert.equal(ok.limits.tenants!.acme!.requests!.limit, 7);
+    // A key that becomes the same only through its tag is still refused, with js-yaml's line.
+    const tagged = errorOf(() =>
+      parseConfig(`${SMALL}limits:\n  tenants:\n    1: {}\n    !!int 0x1: {}\n`, ENV),
+    );
+    assert.equal(tagged.message, 'invalid YAML at line 11, column 5: duplicated mapping key');
   });
 
   it('keeps a model named __proto__ as a model, through interpolation, slices and freezing', async () => {
