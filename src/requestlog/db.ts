@@ -39,23 +39,37 @@ export function sqlState(err: unknown): string | undefined {
 }
 
 /**
- * Errors worth retrying later with the same rows: the database is away, restarting, overloaded or
- * slow. Anything else (a constraint, a bad value) would fail again the same way.
+ * No connection could be had (connect refused or timed out, TLS, authentication, a database that is
+ * missing or does not allow connections, a pool that gave none): the database is unavailable,
+ * whatever it said, and the rows were never looked at. Keeps the SQLSTATE, when there was one, for
+ * the logs.
+ */
+export class DbUnavailableError extends Error {
+  readonly code: string | undefined;
+  constructor(cause: unknown) {
+    super(`cannot get a database connection: ${(cause as Error | null)?.message ?? String(cause)}`, {
+      cause,
+    });
+    this.name = 'DbUnavailableError';
+    this.code = sqlState(cause);
+  }
+}
+
+/**
+ * Errors worth retrying later with the same rows: everything except a database that was reached,
+ * ran the INSERT and refused the rows for their content (22 data exception, 23 integrity
+ * constraint, 54 a value past a limit), which would fail again the same way. A failure to connect
+ * is transient whatever its SQLSTATE (28 auth, 3D000 no such database, 55000 connections not
+ * allowed), and so is anything the rows cannot cause (08 connection, 53 resources, 57 shutdown or
+ * cancel, 40 serialization, 42 a schema not migrated yet, ...): the rows are kept and replayed, and
+ * a broken setup shows as `database_up 0` rather than as rows dropped one by one.
  */
 export function isTransient(err: unknown): boolean {
+  if (err instanceof DbUnavailableError) return true;
   const state = sqlState(err);
   if (state === undefined) return true; // sockets, timeouts, pool errors: no SQLSTATE
-  return (
-    state.startsWith('08') || // connection exception
-    state.startsWith('53') || // insufficient resources
-    state.startsWith('57') || // operator intervention (shutdown, cancel, statement timeout)
-    state.startsWith('58') || // system error
-    state === '40001' || // serialization failure
-    state === '40P01' || // deadlock
-    state === '55P03' || // lock not available (lock_timeout)
-    state === '42P01' || // relation missing: a migration has not run yet
-    state === '23514' // no partition for the row (no default partition): upkeep will create it
-  );
+  if (state === '23514') return true; // no partition for the row (no default partition): upkeep creates it
+  return !(state.startsWith('22') || state.startsWith('23') || state.startsWith('54'));
 }
 
 /** A URL with its password masked. */

@@ -3,7 +3,7 @@
  * named prepared statements, so it works through PgBouncer in transaction pooling mode.
  */
 import pg from 'pg';
-import { type Db, DbTimeoutError, type Queryable, redactUrl } from './db.ts';
+import { type Db, DbTimeoutError, DbUnavailableError, type Queryable, redactUrl } from './db.ts';
 
 export interface PgDbOptions {
   url: string;
@@ -35,20 +35,35 @@ export class PgDb implements Db {
   }
 
   async query<R>(sql: string, params?: readonly unknown[]): Promise<R[]> {
-    const result = await this.#pool.query(sql, params as unknown[] | undefined);
-    return result.rows as R[];
+    const { client, release } = await this.#checkout();
+    let failure: Error | undefined;
+    try {
+      return (await client.query(sql, params as unknown[] | undefined)).rows as R[];
+    } catch (err) {
+      failure = err as Error;
+      throw err;
+    } finally {
+      release(failure);
+    }
   }
 
   async exec(sql: string): Promise<void> {
-    await this.#pool.query(sql);
+    await this.query(sql);
   }
 
   /**
    * A client from the pool. While checked out, a connection that dies emits 'error' on it (and
-   * fails its query); without a listener that would crash the process.
+   * fails its query); without a listener that would crash the process. A failure here is the
+   * database being unavailable, whatever SQLSTATE it came with (a 55000 or 28000 at connect says
+   * nothing about the rows), hence DbUnavailableError.
    */
   async #checkout(): Promise<{ client: pg.PoolClient; release(err?: Error): void }> {
-    const client = await this.#pool.connect();
+    let client: pg.PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (err) {
+      throw new DbUnavailableError(err);
+    }
     const onError = () => {};
     client.on('error', onError);
     return {
