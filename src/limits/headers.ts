@@ -1,15 +1,33 @@
 /**
- * OpenAI's rate-limit headers, so SDKs and agents that already read them work unchanged:
- *   x-ratelimit-limit-requests / -tokens       the bucket size
- *   x-ratelimit-remaining-requests / -tokens   what is left now
- *   x-ratelimit-reset-requests / -tokens       time until the bucket is full again ("1s", "6m0s", "20ms")
+ * OpenAI's rate-limit headers, so SDKs and agents that already read them work unchanged. OpenAI
+ * means by them (and clients pace themselves by):
+ *   x-ratelimit-limit-requests / -tokens       the rate: requests (tokens) permitted per minute
+ *   x-ratelimit-remaining-requests / -tokens   what may be sent now before the limit refuses
+ *   x-ratelimit-reset-requests / -tokens       time until the limit is back to its initial state
+ *                                              ("1s", "6m0s", "20ms")
+ * A token bucket maps onto them as: limit = its refill rate (see headerLimit), remaining = what the
+ * bucket holds now (never more than `burst`), reset = time until it is full again.
  * With several buckets of a kind (tenant-wide and per model), the one with the least left speaks.
  */
 
+export type Per = 'second' | 'minute' | 'hour' | 'day';
+
 export interface BucketReport {
-  readonly burst: number;
+  /** The figure for x-ratelimit-limit-*: headerLimit() of the bucket's config. */
+  readonly limit: number;
   readonly remaining: number;
   readonly resetMs: number;
+}
+
+/**
+ * The rate a bucket reports as its limit. OpenAI's limit headers are per minute (RPM, TPM), so a
+ * per-second limit is reported per minute (x 60). An hourly or daily limit is reported as
+ * configured: per minute it would be a fraction (1,000 a day is 0.69 a minute), and its reset
+ * duration (hours) says which window it counts. Never the burst: a client that read the burst as
+ * its per-minute rate would pace itself far below what it is allowed.
+ */
+export function headerLimit(limit: number, per: Per): number {
+  return Math.floor(per === 'second' ? limit * 60 : limit);
 }
 
 export function rateLimitHeaders(
@@ -18,12 +36,12 @@ export function rateLimitHeaders(
 ): Record<string, string> {
   const out: Record<string, string> = {};
   if (requests) {
-    out['x-ratelimit-limit-requests'] = String(Math.floor(requests.burst));
+    out['x-ratelimit-limit-requests'] = String(requests.limit);
     out['x-ratelimit-remaining-requests'] = String(requests.remaining);
     out['x-ratelimit-reset-requests'] = formatDuration(requests.resetMs);
   }
   if (tokens) {
-    out['x-ratelimit-limit-tokens'] = String(Math.floor(tokens.burst));
+    out['x-ratelimit-limit-tokens'] = String(tokens.limit);
     out['x-ratelimit-remaining-tokens'] = String(tokens.remaining);
     out['x-ratelimit-reset-tokens'] = formatDuration(tokens.resetMs);
   }

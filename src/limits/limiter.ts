@@ -23,7 +23,7 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { Usage } from '../upstream/usage.ts';
 import { estimateTokens } from './estimate.ts';
 import { type FailoverStore, type Lease, RedisUnavailable, type StoreName } from './failover-store.ts';
-import { type BucketReport, rateLimitHeaders } from './headers.ts';
+import { type BucketReport, headerLimit, rateLimitHeaders } from './headers.ts';
 import { limitKeys } from './keys.ts';
 import type { Adjustment, BucketCheck, BucketOutcome, LeaseCheck } from './store.ts';
 
@@ -33,6 +33,10 @@ interface BucketSpec {
   readonly key: string;
   readonly ratePerMs: number;
   readonly burst: number;
+  /** What x-ratelimit-limit-* reports for this bucket: its rate (headers.ts headerLimit). */
+  readonly headerLimit: number;
+  /** The configured rate, for messages: "20 per minute". */
+  readonly rate: string;
   readonly shadow: boolean;
   readonly layer: Layer;
 }
@@ -597,7 +601,7 @@ function rateLimited(specs: BucketSpec[], costs: number[], outcomes: readonly Bu
   const seconds = Math.max(1, Math.ceil(outcomes[worst]!.retryAfterMs / 1000));
   return new SluiceError(
     'rate_limit_exceeded',
-    `Rate limit reached on ${kind}: limit ${Math.floor(spec.burst)}, remaining ${outcomes[worst]!.remaining}, requested ${costs[worst]}. Retry in ${seconds} s.`,
+    `Rate limit reached on ${kind}: limit ${spec.rate} (burst ${Math.floor(spec.burst)}), remaining ${outcomes[worst]!.remaining}, requested ${costs[worst]}. Retry in ${seconds} s.`,
     { retryAfterSeconds: seconds, type: kind },
   );
 }
@@ -611,7 +615,7 @@ function headersFor(
   let tokens: BucketReport | undefined;
   specs.forEach((spec, i) => {
     const o = outcomes[i]!;
-    const report = { burst: spec.burst, remaining: o.remaining, resetMs: o.resetMs };
+    const report = { limit: spec.headerLimit, remaining: o.remaining, resetMs: o.resetMs };
     if (spec.layer === 'requests') {
       if (!requests || report.remaining < requests.remaining) requests = report;
     } else if (!tokens || report.remaining < tokens.remaining) tokens = report;
@@ -627,6 +631,8 @@ function compilePlan(runtime: Runtime): Plan {
       key,
       ratePerMs: cfg.limit / PER_MS[cfg.per],
       burst: cfg.burst ?? cfg.limit,
+      headerLimit: headerLimit(cfg.limit, cfg.per),
+      rate: `${cfg.limit} per ${cfg.per}`,
       shadow: cfg.shadow,
       layer,
     };

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import calculateSlot from 'cluster-key-slot';
 import { estimateTokens } from '../../src/limits/estimate.ts';
-import { formatDuration, rateLimitHeaders } from '../../src/limits/headers.ts';
+import { formatDuration, headerLimit, rateLimitHeaders } from '../../src/limits/headers.ts';
 import { limitKeys } from '../../src/limits/keys.ts';
 import { requestPriority } from '../../src/limits/priority.ts';
 
@@ -30,19 +30,27 @@ test('token estimate: prompt characters / charsPerToken plus max tokens, times n
 });
 
 test('rate-limit headers: OpenAI names and Go-style reset durations', () => {
-  assert.deepEqual(rateLimitHeaders({ burst: 100, remaining: 99, resetMs: 600 }, undefined), {
+  assert.deepEqual(rateLimitHeaders({ limit: 100, remaining: 99, resetMs: 600 }, undefined), {
     'x-ratelimit-limit-requests': '100',
     'x-ratelimit-remaining-requests': '99',
     'x-ratelimit-reset-requests': '600ms',
   });
   assert.equal(
-    rateLimitHeaders(undefined, { burst: 5, remaining: 0, resetMs: 1 })['x-ratelimit-reset-tokens'],
+    rateLimitHeaders(undefined, { limit: 5, remaining: 0, resetMs: 1 })['x-ratelimit-reset-tokens'],
     '1ms',
   );
   assert.equal(formatDuration(0), '0s');
   assert.equal(formatDuration(1500), '1.5s');
   assert.equal(formatDuration(360_000), '6m0s');
   assert.equal(formatDuration(3_723_000), '1h2m3s');
+});
+
+test('x-ratelimit-limit-* is the rate per minute, never the burst', () => {
+  assert.equal(headerLimit(20, 'minute'), 20);
+  assert.equal(headerLimit(10, 'second'), 600);
+  // Per minute these would be fractions: reported as configured, the reset (hours) says the window.
+  assert.equal(headerLimit(1_000, 'day'), 1_000);
+  assert.equal(headerLimit(500, 'hour'), 500);
 });
 
 test('every key one script call touches is in one Redis Cluster slot', () => {
