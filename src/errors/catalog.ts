@@ -79,9 +79,11 @@ export const ERROR_CATALOG = {
     doc: 'This tenant already has `queue.maxQueuedPerTenant` requests waiting for this model on this instance; `retry-after` estimates when the queue drains.',
   },
   upstream_error: {
+    // Never answered with these two: the provider's status and type are (classify.ts).
     status: 502,
     type: 'api_error',
-    doc: "The provider answered with an error that carried no code of its own; the provider's status and message are passed through (502 is nominal).",
+    passthrough: true,
+    doc: "The provider answered with an HTTP error (other than 401/403). Its status is passed through (a 503 stays a 503, a 404 a 404), and so are its message, `param` and `type`; without a type of its own: `rate_limit_error` for 429, `invalid_request_error` for other 4xx, `api_error` for 5xx. `code` is the provider's, or `upstream_error` when it sent none.",
   },
   upstream_auth_failed: {
     status: 502,
@@ -184,6 +186,15 @@ export const ERROR_CATALOG = {
     type: 'api_error',
     doc: 'A bug in Sluice; the log line with the request id has details.',
   },
-} as const satisfies Record<string, { status: number; type: string; doc: string }>;
+} as const satisfies Record<
+  string,
+  {
+    status: number;
+    type: string;
+    doc: string;
+    /** The answer's status and type are the provider's; docs/errors.md says "provider's" for both. */
+    passthrough?: true;
+  }
+>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;

@@ -1,5 +1,6 @@
 /** Provider failures reach the client in OpenAI shape with the right status and a code that says why. */
 import assert from 'node:assert/strict';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
@@ -10,6 +11,9 @@ import { type Harness, startHarness, TENANT_KEY } from '../helpers/harness.ts';
 let blackhole: Server;
 let blackholePort = 0;
 let closedPort = 0;
+/** A provider whose errors carry no `type`: a typeless JSON 404 and an HTML 503. */
+let bare: HttpServer;
+let barePort = 0;
 
 function config(fake: FakeProvider): Record<string, unknown> {
   const p = (behaviour: string, extra: Record<string, unknown> = {}) => ({
@@ -27,6 +31,9 @@ function config(fake: FakeProvider): Record<string, unknown> {
     s400: p('status=400'),
     s429: p('status=429,retry-after=7'),
     s503: p('status=503'),
+    s404: p('status=404'),
+    bare404: { kind: 'openai', baseUrl: `http://127.0.0.1:${barePort}/json404/v1` },
+    bare503: { kind: 'openai', baseUrl: `http://127.0.0.1:${barePort}/html503/v1` },
     slow: p('headers-delay-ms=2000', { timeouts: fast }),
     refused: { kind: 'openai', baseUrl: `http://127.0.0.1:${closedPort}/v1` },
     // Accepts TCP but never answers: the request is sent and then nothing comes back.
@@ -49,11 +56,24 @@ describe('upstream errors', () => {
     await new Promise((r) => probe.once('listening', r));
     closedPort = (probe.address() as { port: number }).port;
     await new Promise((r) => probe.close(r));
+    bare = createHttpServer((req, res) => {
+      req.resume();
+      if (req.url?.startsWith('/json404/')) {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end('{"error":{"message":"no such thing here"}}');
+      } else {
+        res.writeHead(503, { 'content-type': 'text/html' });
+        res.end('<html><body>Service Unavailable</body></html>');
+      }
+    }).listen(0, '127.0.0.1');
+    await new Promise((r) => bare.once('listening', r));
+    barePort = (bare.address() as { port: number }).port;
     h = await startHarness({ config });
   });
   after(async () => {
     await h.close();
     blackhole.close();
+    bare.close();
   });
 
   async function call(model: string) {
@@ -80,10 +100,32 @@ describe('upstream errors', () => {
     assert.equal(r.error.code, 'rate_limit_exceeded');
   });
 
-  it("passes a provider's 503 through", async () => {
+  it("passes a provider's 503 through: its status and its type, never 502", async () => {
     const r = await call('s503');
     assert.equal(r.status, 503);
+    assert.equal(r.error.type, 'server_error', "the provider's own type");
+    assert.equal(r.error.code, 'upstream_error', 'the provider sent no code');
     assert.equal(typeof r.error.message, 'string');
+  });
+
+  it("passes a provider's 404 through with its status, type and code", async () => {
+    const r = await call('s404');
+    assert.equal(r.status, 404);
+    assert.equal(r.error.type, 'invalid_request_error');
+    assert.equal(r.error.code, 'not_found');
+  });
+
+  it('a provider error without a type gets one from its status (docs/errors.md)', async () => {
+    const json = await call('bare404');
+    assert.equal(json.status, 404);
+    assert.equal(json.error.type, 'invalid_request_error');
+    assert.equal(json.error.code, 'upstream_error');
+    assert.equal(json.error.message, 'no such thing here');
+    const html = await call('bare503');
+    assert.equal(html.status, 503);
+    assert.equal(html.error.type, 'api_error');
+    assert.equal(html.error.code, 'upstream_error');
+    assert.equal(html.error.message, 'Provider returned HTTP 503', 'an HTML page is never echoed');
   });
 
   it('connection refused -> 502 upstream_unreachable', async () => {
