@@ -61,6 +61,8 @@ export const DEFAULTS = Object.freeze({
     /** Full-jitter backoff: the nth retry waits uniform [0, min(maxDelayMs, baseDelayMs * 2^(n-1))]. */
     baseDelayMs: 100,
     maxDelayMs: 2_000,
+    /** With no untried deployment left, retry one that already failed (retry-policy.ts). */
+    sameDeployment: true,
     /** Retries may add at most this share of a deployment's recent first attempts... */
     budgetRatio: 0.2,
     /** ...plus this many per second, so a quiet deployment can still retry. */

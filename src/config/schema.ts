@@ -154,6 +154,11 @@ export const RetrySchema = closed({
   }),
   baseDelayMs: Type.Integer({ minimum: 0, maximum: 60_000, default: DEFAULTS.retry.baseDelayMs }),
   maxDelayMs: Type.Integer({ minimum: 0, maximum: 600_000, default: DEFAULTS.retry.maxDelayMs }),
+  sameDeployment: Type.Boolean({
+    default: DEFAULTS.retry.sameDeployment,
+    description:
+      'When no untried deployment or fallback is left, retry one that already failed this request (for a model with one deployment: the same one). false: each deployment is tried at most once per request.',
+  }),
   budgetRatio: Type.Number({
     minimum: 0,
     maximum: 10,

@@ -128,7 +128,10 @@ export async function execute(req: ExecuteRequest, deps: ExecuteDeps): Promise<A
       retryOn && usable(retryOn)
         ? { deployment: retryOn, group: groupOf(groups, retryOn) }
         : (pick(groups, tried, usable, load, random) ??
-          (lastFailed ? pickAgain(groups, lastFailed, usable, load, random) : undefined));
+          // Back to a tried deployment only when retry.sameDeployment allows it.
+          (lastFailed && retry.sameDeployment
+            ? pickAgain(groups, lastFailed, usable, load, random)
+            : undefined));
     retryOn = undefined;
     if (!next) {
       if (lastError) throw lastError;

@@ -9,6 +9,14 @@ export interface RetrySettings {
   maxAttempts: number;
   baseDelayMs: number;
   maxDelayMs: number;
+  /**
+   * May a retry go back to a deployment that already failed this request? true: when no untried
+   * deployment (or fallback) is left, retry one that was tried (the same one, for a model with one
+   * deployment). false: each deployment is tried at most once per request; with none untried
+   * left, the failure is answered. Some providers' 5xx are per connection (a retry on the same
+   * deployment succeeds), others per deployment (it only adds load and latency).
+   */
+  sameDeployment: boolean;
 }
 
 export interface RetryInput {
@@ -24,7 +32,7 @@ export interface RetryInput {
 }
 
 export type RetryDecision =
-  | { retry: false; reason: 'permanent' | 'final' | 'attempts' | 'deadline' }
+  | { retry: false; reason: 'permanent' | 'final' | 'attempts' | 'deadline' | 'no_untried' }
   /** sameDeployment: wait and go back to the deployment that failed (its Retry-After said when). */
   | { retry: true; delayMs: number; sameDeployment: boolean };
 
@@ -36,6 +44,7 @@ export function decideRetry(
   if (input.failure === 'permanent') return { retry: false, reason: 'permanent' };
   if (input.failure === 'final') return { retry: false, reason: 'final' };
   if (input.attempts >= settings.maxAttempts) return { retry: false, reason: 'attempts' };
+  if (!settings.sameDeployment && !input.hasUntried) return { retry: false, reason: 'no_untried' };
 
   if (input.failure === 'rate_limited') {
     // "Slow down" is about this deployment: another one can take the request right away.

@@ -114,6 +114,58 @@ describe('retries', () => {
   });
 });
 
+describe('retry.sameDeployment: false', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({
+      config: (fake) =>
+        fakeModels(
+          fake,
+          {
+            // One deployment that fails once: true (the default) would retry it and succeed.
+            single: { deployments: { onlyOnce: { behaviour: 'fail-first=1,fail-status=503' } } },
+            pair: {
+              deployments: {
+                pairA: { behaviour: 'status=503', weight: FIRST },
+                pairB: { behaviour: 'status=503', weight: LAST },
+              },
+            },
+          },
+          {
+            retry: { maxAttempts: 4, baseDelayMs: 1, maxDelayMs: 5, sameDeployment: false },
+            breaker: { volumeThreshold: 1000 },
+          },
+        ),
+    });
+  });
+  after(() => h.close());
+
+  const call = async (model: string) => {
+    const res = await request(`${h.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: h.headers(),
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'x' }] }),
+    });
+    await res.body.dump();
+    return { status: res.statusCode, attempts: res.headers['x-sluice-attempts'] };
+  };
+
+  it('a model with one deployment answers its first failure: that deployment is not tried again', async () => {
+    const r = await call('single');
+    assert.equal(r.status, 503);
+    assert.equal(r.attempts, '1');
+    assert.equal(h.fake.stats.byBehaviour.onlyOnce, 1);
+  });
+
+  it('each deployment is tried at most once, even with attempts left', async () => {
+    const r = await call('pair');
+    assert.equal(r.status, 503);
+    assert.equal(r.attempts, '2', 'maxAttempts 4, but only two deployments');
+    assert.equal(h.fake.stats.byBehaviour.pairA, 1);
+    assert.equal(h.fake.stats.byBehaviour.pairB, 1);
+  });
+});
+
 describe('retry budget', () => {
   let h: Harness;
   before(async () => {

@@ -8,7 +8,7 @@ import { decideRetry, type RetryInput } from '../../src/resilience/retry-policy.
 import { pickTwoChoices } from '../../src/routing/select.ts';
 import { parseRetryAfterMs, providerErrorFromResponse } from '../../src/upstream/classify.ts';
 
-const SETTINGS = { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 2_000 };
+const SETTINGS = { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 2_000, sameDeployment: true };
 const input = (over: Partial<RetryInput>): RetryInput => ({
   failure: 'overloaded',
   attempts: 1,
@@ -99,6 +99,21 @@ describe('decideRetry', () => {
   it('a backoff retry is not pinned to the deployment that failed', () => {
     for (const hasUntried of [true, false]) {
       const d = decideRetry(input({ failure: 'transient', hasUntried }), SETTINGS, () => 0.5);
+      assert.equal(d.retry && d.sameDeployment, false);
+    }
+  });
+  it('retry.sameDeployment: false retries only onto an untried deployment, else answers', () => {
+    const once = { ...SETTINGS, sameDeployment: false };
+    for (const failure of ['overloaded', 'transient', 'rate_limited'] as const) {
+      assert.deepEqual(
+        decideRetry(input({ failure, retryAfterMs: 100 }), once, () => 0.5),
+        {
+          retry: false,
+          reason: 'no_untried',
+        },
+      );
+      const d = decideRetry(input({ failure, hasUntried: true }), once, () => 0.5);
+      assert.equal(d.retry, true, failure);
       assert.equal(d.retry && d.sameDeployment, false);
     }
   });
