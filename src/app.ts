@@ -31,6 +31,7 @@ import type { RequestContext } from './server/context.ts';
 import { CUT_GRACE_MS, DrainCut } from './server/drain-cut.ts';
 import { clientErrorCode, clientErrorHandler, sendError } from './server/error-handler.ts';
 import { exceedsJsonDepth } from './server/json-depth.ts';
+import { limitsReadiness, requestLogReadiness } from './server/readiness.ts';
 import { requestIdFor } from './server/request-id.ts';
 import { registerAdminRoutes } from './server/routes/admin.ts';
 import { type ReadinessCheck, registerHealthRoutes } from './server/routes/health.ts';
@@ -393,7 +394,10 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     );
   }
 
-  registerHealthRoutes(app, deps.readinessChecks ?? [], () => draining);
+  // The dependencies this app owns report their state on /readyz; main.ts adds its own (config).
+  const readiness = [limitsReadiness(limiter.store, () => runtimes.current.config)];
+  if (requestLog !== undefined) readiness.push(requestLogReadiness(() => requestLog.writer.stats()));
+  registerHealthRoutes(app, [...readiness, ...(deps.readinessChecks ?? [])], () => draining);
   // With server.metricsPort, /metrics is served there (main.ts) and not on the API's port.
   if (initial.config.server.metricsPort === undefined) {
     app.get('/metrics', async (_request, reply) =>

@@ -23,6 +23,7 @@ import { startFakeProvider } from './fake-provider/server.ts';
 import { migrate } from './requestlog/migrate.ts';
 import { openDatabase, RequestLog } from './requestlog/request-log.ts';
 import { compileRuntimeInTurns, needsEmbeddedFake, type Runtime } from './runtime.ts';
+import type { ReadinessCheck } from './server/routes/health.ts';
 import { createLoggers, stdoutDestination } from './telemetry/logger.ts';
 import { createMetrics } from './telemetry/metrics.ts';
 import { startMetricsServer } from './telemetry/metrics-server.ts';
@@ -101,12 +102,23 @@ async function serve(configPath: string | undefined): Promise<number> {
     }
   }
   const tracing = createTracing(runtime.config.tracing, `${hostname()}:${process.pid}`);
+  // A rejected reload is reported on /readyz but keeps the instance ready: it serves the config it
+  // has, and the same bad file pushed to every instance must not empty the load balancer.
+  let reloadRejected: string | undefined;
+  const configReadiness: ReadinessCheck = {
+    name: 'config',
+    check: () =>
+      reloadRejected === undefined
+        ? { state: 'loaded', ready: true }
+        : { state: 'reload_rejected', ready: true, detail: reloadRejected },
+  };
   const gateway = await buildApp(runtime, {
     logger,
     accessLogger: loggers.access,
     metrics,
     requestLog,
     tracing,
+    readinessChecks: [configReadiness],
   });
   const { host, port, metricsPort } = runtime.config.server;
   let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
@@ -186,9 +198,11 @@ async function serve(configPath: string | undefined): Promise<number> {
         logger.level = next.config.logging.level;
         loggers.access.level = next.config.logging.level;
         gateway.metrics.configReloads.inc({ result: 'applied' });
+        reloadRejected = undefined;
         logger.info({ reason, models: next.models.size, providers: next.providers.size }, 'config reloaded');
       } catch (err) {
         gateway.metrics.configReloads.inc({ result: 'rejected' });
+        reloadRejected = `${new Date().toISOString()}: ${(err as Error).message.slice(0, 200)}; serving the config loaded before`;
         logger.error(
           { reason, path: (err as ConfigError).path, error: (err as Error).message },
           'config rejected; keeping the running config',

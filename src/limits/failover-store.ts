@@ -70,6 +70,11 @@ export class FailoverStore {
     return this.#redis !== undefined;
   }
 
+  /** True while the Redis connection is up (readiness reports it; an idle instance fails no command). */
+  get redisReady(): boolean {
+    return this.#redis?.ready ?? false;
+  }
+
   get instances(): number {
     return this.#instances;
   }

@@ -50,6 +50,8 @@ export interface WriterStats {
   spillPending: boolean;
   /** Rows dropped since start (spill directory full or failing, or refused by the database). */
   dropped: number;
+  /** The spill directory refused rows lately (full or not writable): they wait in memory. */
+  spillFailing: boolean;
 }
 
 const MIN_BACKOFF_MS = 250;
@@ -121,6 +123,7 @@ export class RequestLogWriter {
       spillBytes: this.#spill.bytes,
       spillPending: this.#spilling > 0 || this.#spill.pending,
       dropped: this.#dropped,
+      spillFailing: this.#spillFailing,
     };
   }
 
