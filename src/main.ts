@@ -1,33 +1,22 @@
 #!/usr/bin/env node
 /**
- * The process: parse the command line, load the config, listen, reload on change or SIGHUP, and
- * drain on SIGTERM/SIGINT. Everything else is built by buildApp().
+ * The command line: parse it and run one command. The gateway itself (`start`, the default) is
+ * src/serve.ts.
  *
  *   sluice [--config FILE]          start the gateway (embedded defaults without a config)
  *   sluice check-config FILE        validate a config file and exit
  *   sluice hash-key KEY             print the digest to put in tenants.<name>.keys
  *   sluice migrate [--config FILE]  apply the request log's pending migrations and exit
  */
-import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { buildApp } from './app.ts';
 import { hashKey } from './auth/keys.ts';
-import { DEFAULTS } from './config/defaults.ts';
-import { DEMO_ADMIN_KEY, DEMO_KEY, embeddedConfig } from './config/embedded.ts';
-import { ConfigError, loadConfigFile, validateConfig } from './config/load.ts';
-import { loadConfigInThread } from './config/load-thread.ts';
+import { configFailure } from './cli-output.ts';
+import { embeddedConfig } from './config/embedded.ts';
+import { loadConfigFile, validateConfig } from './config/load.ts';
 import type { Config } from './config/schema.ts';
-import { watchConfigFile } from './config/watch.ts';
-import type { FakeProvider } from './fake-provider/server.ts';
-import { startFakeProvider } from './fake-provider/server.ts';
 import { migrate } from './requestlog/migrate.ts';
-import { openDatabase, RequestLog } from './requestlog/request-log.ts';
-import { compileRuntimeInTurns, needsEmbeddedFake, type Runtime } from './runtime.ts';
-import type { ReadinessCheck } from './server/routes/health.ts';
-import { createLoggers, stdoutDestination } from './telemetry/logger.ts';
-import { createMetrics } from './telemetry/metrics.ts';
-import { startMetricsServer } from './telemetry/metrics-server.ts';
-import { createTracing } from './telemetry/tracing.ts';
+import { openDatabase } from './requestlog/request-log.ts';
+import { serve } from './serve.ts';
 
 const USAGE = `usage:
   sluice [--config FILE]        start the gateway (FILE defaults to $SLUICE_CONFIG, else embedded defaults)
@@ -66,185 +55,6 @@ async function main(argv: string[]): Promise<number> {
   return serve(values.config ?? process.env.SLUICE_CONFIG);
 }
 
-async function serve(configPath: string | undefined): Promise<number> {
-  const env = process.env;
-  let fake: FakeProvider | undefined;
-  // A file is read, parsed and validated in a worker thread and compiled a slice per turn, so a
-  // reload of a large config never stalls the requests being served (src/config/load-thread.ts).
-  const load = async (): Promise<Runtime> => {
-    const config = configPath
-      ? await loadConfigInThread(configPath, env)
-      : validateConfig(embeddedConfig(env), env);
-    if (needsEmbeddedFake(config) && !fake) fake = await startFakeProvider({ host: '127.0.0.1', port: 0 });
-    return compileRuntimeInTurns(config, { embeddedFakeBaseUrl: fake?.baseUrl });
-  };
-
-  let runtime: Runtime;
-  try {
-    runtime = await load();
-  } catch (err) {
-    await fake?.close();
-    return configFailure(err);
-  }
-  const logOutput = stdoutDestination();
-  const loggers = createLoggers(runtime.config.logging.level, logOutput);
-  const logger = loggers.log;
-  const metrics = createMetrics();
-  let requestLog: RequestLog | undefined;
-  if (runtime.config.requestLog.enabled) {
-    try {
-      requestLog = await RequestLog.open(runtime.config.requestLog, { log: logger, env, metrics });
-    } catch (err) {
-      logger.fatal({ err: (err as Error).message }, 'cannot open the request log');
-      logOutput.flushSync();
-      await fake?.close();
-      return 1;
-    }
-  }
-  const tracing = createTracing(runtime.config.tracing, `${hostname()}:${process.pid}`);
-  // A rejected reload is reported on /readyz but keeps the instance ready: it serves the config it
-  // has, and the same bad file pushed to every instance must not empty the load balancer.
-  let reloadRejected: string | undefined;
-  const configReadiness: ReadinessCheck = {
-    name: 'config',
-    check: () =>
-      reloadRejected === undefined
-        ? { state: 'loaded', ready: true }
-        : { state: 'reload_rejected', ready: true, detail: reloadRejected },
-  };
-  const gateway = await buildApp(runtime, {
-    logger,
-    accessLogger: loggers.access,
-    metrics,
-    requestLog,
-    tracing,
-    readinessChecks: [configReadiness],
-  });
-  const { host, port, metricsPort } = runtime.config.server;
-  let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
-  try {
-    await gateway.app.listen({ host, port });
-    if (metricsPort !== undefined)
-      metricsServer = await startMetricsServer(metrics.registry, host, metricsPort);
-  } catch (err) {
-    logger.fatal({ err }, 'cannot listen');
-    logOutput.flushSync();
-    await gateway.shutdown(0);
-    await requestLog?.close(1_000);
-    await fake?.close();
-    return 1;
-  }
-  const address = gateway.app.server.address();
-  const url =
-    typeof address === 'object' && address ? `http://${host}:${address.port}` : `http://${host}:${port}`;
-  logger.info(
-    {
-      url,
-      config: configPath ?? 'embedded',
-      fakeProvider: fake?.baseUrl,
-      metrics: metricsServer?.url ?? `${url}/metrics`,
-      models: [...runtime.models.keys()],
-    },
-    'sluice listening',
-  );
-  if (!configPath)
-    logger.warn(
-      { demoKey: DEMO_KEY, demoAdminKey: DEMO_ADMIN_KEY },
-      'embedded config: demo tenant and admin keys accepted on localhost only',
-    );
-
-  let reloading = Promise.resolve();
-  // One reload runs at a time; of the requests that arrive meanwhile one waits, and it reads the
-  // file as it is when it starts, so a storm of changes costs two loads, not one each.
-  let reloadWaiting = false;
-  const reload = (reason: string) => {
-    if (reloadWaiting) return;
-    reloadWaiting = true;
-    reloading = reloading.then(async () => {
-      reloadWaiting = false;
-      try {
-        const next = await load();
-        const before = gateway.current().config.server;
-        const after = next.config.server;
-        if (
-          after.host !== before.host ||
-          after.port !== before.port ||
-          after.bodyLimitBytes !== before.bodyLimitBytes ||
-          after.maxJsonDepth !== before.maxJsonDepth ||
-          after.metricsPort !== before.metricsPort
-        ) {
-          logger.warn(
-            'server.host, server.port, server.bodyLimitBytes, server.maxJsonDepth and server.metricsPort changes take effect on restart',
-          );
-        }
-        const redisBefore = gateway.current().config.limits.redis;
-        const redisAfter = next.config.limits.redis;
-        if (
-          (redisAfter.url ?? '') !== (redisBefore.url ?? '') ||
-          redisAfter.commandTimeoutMs !== redisBefore.commandTimeoutMs ||
-          redisAfter.failuresToOpen !== redisBefore.failuresToOpen ||
-          redisAfter.cooldownMs !== redisBefore.cooldownMs
-        ) {
-          logger.warn(
-            'limits.redis connection settings take effect on restart (keyPrefix and failureMode follow the reload)',
-          );
-        }
-        for (const section of ['requestLog', 'tracing'] as const) {
-          if (JSON.stringify(next.config[section]) !== JSON.stringify(gateway.current().config[section])) {
-            logger.warn(`${section} changes take effect on restart`);
-          }
-        }
-        gateway.apply(next);
-        logger.level = next.config.logging.level;
-        loggers.access.level = next.config.logging.level;
-        gateway.metrics.configReloads.inc({ result: 'applied' });
-        reloadRejected = undefined;
-        logger.info({ reason, models: next.models.size, providers: next.providers.size }, 'config reloaded');
-      } catch (err) {
-        gateway.metrics.configReloads.inc({ result: 'rejected' });
-        reloadRejected = `${new Date().toISOString()}: ${(err as Error).message.slice(0, 200)}; serving the config loaded before`;
-        logger.error(
-          { reason, path: (err as ConfigError).path, error: (err as Error).message },
-          'config rejected; keeping the running config',
-        );
-      }
-    });
-  };
-  const stopWatching = configPath
-    ? watchConfigFile(configPath, DEFAULTS.reloadDebounceMs, () => reload('file changed'))
-    : () => {};
-  process.on('SIGHUP', () => reload('SIGHUP'));
-
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = async (signal: string) => {
-      if (stopping) {
-        logger.warn({ signal }, 'second signal: exiting now');
-        logOutput.flushSync();
-        resolve(1);
-        return;
-      }
-      stopping = true;
-      const drainTimeoutMs = gateway.current().config.server.drainTimeoutMs;
-      logger.info({ signal, drainTimeoutMs }, 'draining');
-      stopWatching();
-      await gateway.shutdown(drainTimeoutMs);
-      await metricsServer?.close();
-      // After the drain, so the rows of the last requests are written (or spilled) too.
-      await requestLog?.close(10_000);
-      await tracing
-        .shutdown()
-        .catch((err: Error) => logger.warn({ err: err.message }, 'tracing: last export failed'));
-      await fake?.close();
-      logger.info('stopped');
-      logOutput.flushSync();
-      resolve(0);
-    };
-    process.on('SIGTERM', () => void stop('SIGTERM'));
-    process.on('SIGINT', () => void stop('SIGINT'));
-  });
-}
-
 async function migrateCommand(configPath: string | undefined): Promise<number> {
   let config: Config;
   try {
@@ -275,15 +85,6 @@ async function migrateCommand(configPath: string | undefined): Promise<number> {
     await db.close();
     await unlock?.();
   }
-}
-
-function configFailure(err: unknown): number {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`sluice: config error: ${err.message}\n`);
-    return 1;
-  }
-  process.stderr.write(`sluice: ${(err as Error).stack ?? String(err)}\n`);
-  return 1;
 }
 
 function usageError(message: string): number {
