@@ -14,9 +14,6 @@ import { configFailure } from './cli-output.ts';
 import { embeddedConfig } from './config/embedded.ts';
 import { loadConfigFile, validateConfig } from './config/load.ts';
 import type { Config } from './config/schema.ts';
-import { migrate } from './requestlog/migrate.ts';
-import { openDatabase } from './requestlog/request-log.ts';
-import { serve } from './serve.ts';
 
 const USAGE = `usage:
   sluice [--config FILE]        start the gateway (FILE defaults to $SLUICE_CONFIG, else embedded defaults)
@@ -52,6 +49,9 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'migrate') return migrateCommand(values.config ?? process.env.SLUICE_CONFIG);
   if (command !== undefined && command !== 'start') return usageError(`unknown command ${command}`);
+  // Imported here, not at the top: the other commands need none of the server (about a second of
+  // module loading), so check-config on a large file stays quick.
+  const { serve } = await import('./serve.ts');
   return serve(values.config ?? process.env.SLUICE_CONFIG);
 }
 
@@ -64,6 +64,8 @@ async function migrateCommand(configPath: string | undefined): Promise<number> {
   } catch (err) {
     return configFailure(err);
   }
+  const { migrate } = await import('./requestlog/migrate.ts');
+  const { openDatabase } = await import('./requestlog/request-log.ts');
   let opened: Awaited<ReturnType<typeof openDatabase>>;
   try {
     opened = await openDatabase(config.requestLog, process.env);
