@@ -310,9 +310,10 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
           : status;
     metrics.hot.requests.get(route, model, String(logged), ctx.errorCode ?? '').inc();
     metrics.hot.duration.get(route, model).observe(durationMs / 1000);
-    const tenant = ctx.tenant?.name ?? '';
     let costUsd: number | null = null;
     if (ctx.usage) {
+      // Bounded by the `metrics` settings: past them, tenants share tenant="_other".
+      const tenant = ctx.tenant ? metrics.tenantLabel(ctx.runtime.config.metrics, ctx.tenant.name) : '';
       metrics.hot.tokens.get(tenant, model, 'prompt').inc(ctx.usage.promptTokens);
       metrics.hot.tokens.get(tenant, model, 'completion').inc(ctx.usage.completionTokens);
       costUsd = costOf(ctx.served?.pricing, ctx.usage.promptTokens, ctx.usage.completionTokens);

@@ -182,6 +182,14 @@ export const DEFAULTS = Object.freeze({
     /** Spans held for export; past it new spans are dropped (never the requests). */
     maxQueuedSpans: 2_048,
   }),
+  metrics: Object.freeze({
+    /**
+     * Tenants with their own `tenant` label on the token and cost counters (first come, per
+     * instance); the rest share `tenant="_other"`. 101 values x 50 models x 3 series is ~15,000
+     * series at most, where one label per tenant could reach 300,000 on a large fleet.
+     */
+    maxTenantLabels: 100,
+  }),
   /** How long after the last file-system event the config file is re-read. */
   reloadDebounceMs: 200,
 });

@@ -463,6 +463,32 @@ export const RequestLogSchema = closed(
   'The request log: one row per request in Postgres, written in batches off the request path (docs/request-log.md).',
 );
 
+export const MetricsSchema = Type.Object(
+  {
+    maxTenantLabels: Type.Integer({
+      minimum: 0,
+      maximum: 100_000,
+      default: DEFAULTS.metrics.maxTenantLabels,
+      description:
+        'Without tenantLabels: the first this many tenants an instance reports get their own `tenant` label on sluice_tokens_total and sluice_cost_usd_total; the others share tenant="_other". 0: all share it.',
+    }),
+    tenantLabels: Type.Optional(
+      Type.Array(Name, {
+        maxItems: 10_000,
+        uniqueItems: true,
+        description:
+          'Exactly these tenants get their own `tenant` label on the token and cost counters; every other tenant is counted under tenant="_other" (maxTenantLabels is then unused).',
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    default: {},
+    description:
+      'Bounds on metric label values (docs/metrics.md). Per-tenant cost lives in the request log and /admin/usage.',
+  },
+);
+
 export const TracingSchema = closed(
   {
     endpoint: Type.Optional(
@@ -665,6 +691,7 @@ export const ConfigSchema = Type.Object(
     queue: Type.Optional(QueueSchema),
     requestLog: Type.Optional(RequestLogSchema),
     tracing: Type.Optional(TracingSchema),
+    metrics: Type.Optional(MetricsSchema),
     passthrough: Type.Optional(PassthroughSchema),
   },
   { additionalProperties: false },
@@ -707,10 +734,24 @@ export type QueueConfig = Required<Omit<Static<typeof QueueSchema>, 'shares'>> &
   shares: Required<NonNullable<Static<typeof QueueSchema>['shares']>>;
 };
 
+export type MetricsConfig = Required<Omit<Static<typeof MetricsSchema>, 'tenantLabels'>> & {
+  tenantLabels?: string[];
+};
+
 export type Config = Omit<
   ConfigInput,
-  'server' | 'logging' | 'timeouts' | 'retry' | 'breaker' | 'limits' | 'queue' | 'requestLog' | 'tracing'
+  | 'server'
+  | 'logging'
+  | 'timeouts'
+  | 'retry'
+  | 'breaker'
+  | 'limits'
+  | 'queue'
+  | 'requestLog'
+  | 'tracing'
+  | 'metrics'
 > & {
+  metrics: MetricsConfig;
   tracing: TracingConfig;
   requestLog: RequestLogConfig;
   limits: LimitsConfig;

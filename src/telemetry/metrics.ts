@@ -1,7 +1,8 @@
 /**
  * prom-client is used here and nowhere else. Each app gets its own registry (tests run several
  * apps in one process). Label values are bounded: routes are route patterns, models are
- * configured names or "unknown", statuses are HTTP codes, codes come from the error catalog.
+ * configured names or "unknown", statuses are HTTP codes, codes come from the error catalog,
+ * tenants on the token and cost counters are capped by `metrics` settings (TenantLabels).
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -19,6 +20,8 @@ export interface Metrics {
     readonly limiterDecisions: LabelledChildren<{ inc(value?: number): void }>;
     readonly limiterDuration: LabelledChildren<{ observe(value: number): void }>;
   };
+  /** The `tenant` label value of the token and cost counters for this tenant (see TenantLabels). */
+  tenantLabel(settings: TenantLabelSettings, tenant: string): string;
   readonly requests: Counter<'route' | 'model' | 'status' | 'code'>;
   readonly duration: Histogram<'route' | 'model'>;
   readonly inFlight: Gauge;
@@ -143,8 +146,10 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
     registers,
   });
+  const tenantLabels = new TenantLabels();
   return {
     registry,
+    tenantLabel: (settings, tenant) => tenantLabels.label(settings, tenant),
     requests,
     duration,
     upstreamDuration,
@@ -393,5 +398,42 @@ export class LabelledChildren<C> {
       this.#cache.set(key, child);
     }
     return child;
+  }
+}
+
+export interface TenantLabelSettings {
+  readonly maxTenantLabels: number;
+  readonly tenantLabels?: readonly string[];
+}
+
+/** Shared by every tenant past the bound; not a valid tenant name, so it never mixes with one. */
+export const OTHER_TENANT = '_other';
+
+/**
+ * Bounds the tenant label of the token and cost counters: three series per tenant and model would
+ * reach 300,000 for 2,000 tenants x 50 models. With an allow-list exactly its tenants keep their
+ * name; without, the first `maxTenantLabels` tenants this instance reports do (a counter cannot be
+ * moved once it exists, so "top N" would need the rest aggregated from the start anyway). Per-tenant
+ * cost for every tenant lives in the request log and /admin/usage. A reload that lowers the bound
+ * keeps the names already given (their series exist); it binds new tenants.
+ */
+export class TenantLabels {
+  #settings: TenantLabelSettings | undefined;
+  #allow: ReadonlySet<string> | undefined;
+  readonly #named = new Set<string>();
+
+  label(settings: TenantLabelSettings, tenant: string): string {
+    // One config object per reload: rebuilt only when it changes, not per request.
+    if (settings !== this.#settings) {
+      this.#settings = settings;
+      this.#allow = settings.tenantLabels && new Set(settings.tenantLabels);
+    }
+    if (this.#allow) return this.#allow.has(tenant) ? tenant : OTHER_TENANT;
+    if (this.#named.has(tenant)) return tenant;
+    if (this.#named.size < settings.maxTenantLabels) {
+      this.#named.add(tenant);
+      return tenant;
+    }
+    return OTHER_TENANT;
   }
 }
