@@ -72,11 +72,18 @@ export function baseConfig(fake: FakeProvider): Record<string, unknown> {
 
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const fake = await startFakeProvider({ host: '127.0.0.1', port: 0, defaults: options.fakeDefaults ?? {} });
-  const raw = options.config ? options.config(fake) : baseConfig(fake);
-  const config = validateConfig(
-    { ...raw, server: { host: '127.0.0.1', port: 0, ...(raw.server as object) } },
-    {},
-  );
+  let config: ReturnType<typeof validateConfig>;
+  try {
+    const raw = options.config ? options.config(fake) : baseConfig(fake);
+    config = validateConfig(
+      { ...raw, server: { host: '127.0.0.1', port: 0, ...(raw.server as object) } },
+      {},
+    );
+  } catch (err) {
+    // A bad test config fails the test; an open fake provider would hang the run instead.
+    await fake.close();
+    throw err;
+  }
   const lines: string[] = [];
   const logs: Array<Record<string, unknown>> = [];
   const loggers = createLoggers(config.logging.level, {
