@@ -469,7 +469,11 @@ function report(r: VariantResult): string {
   const gcs = s.filter((x) => x.phase === 'gc');
   const reduces = s.filter((x) => x.phase === 'reduce');
   const rows: Array<[string, Sample | undefined]> = [
-    ['idle, before load', at('baseline', (x) => x[x.length - 1])],
+    // The last idle sample taken before the first GC (samples are in time order).
+    [
+      'idle, before load',
+      s.slice(0, Math.max(0, s.indexOf(gcs[0]!))).findLast((x) => x.phase === 'baseline'),
+    ],
     ['idle, after a full GC', gcs[0]],
   ];
   const released: string[] = [];
