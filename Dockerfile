@@ -17,6 +17,12 @@ RUN npm ci --omit=dev && npm cache clean --force
 
 FROM node:24-slim
 ENV NODE_ENV=production
+# Optional, when the container's memory limit is tight: glibc's malloc keeps memory freed after a
+# burst of streams for reuse, jemalloc gives it back to the system (docs/benchmarks.md, "Memory
+# after a burst of slow streams"). To use it, uncomment both lines (on arm64 the library is in
+# /usr/lib/aarch64-linux-gnu/). Not built or run on the machine this was measured on.
+# RUN apt-get update && apt-get install -y --no-install-recommends libjemalloc2 && rm -rf /var/lib/apt/lists/*
+# ENV LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 MALLOC_CONF=background_thread:true
 WORKDIR /app
 # Owned by root, so the process running as `node` cannot modify its own code.
 COPY --from=deps /app/node_modules ./node_modules
