@@ -9,10 +9,11 @@ import { checkPassthrough } from '../routing/passthrough-rules.ts';
 import { queueCapacities } from './capacity.ts';
 import { DEFAULTS } from './defaults.ts';
 import { deepFreeze } from './freeze.ts';
-import { type Env, InterpolationError, interpolateTree } from './interpolate.ts';
+import { type Env, InterpolationError, interpolateTree, type SchemaNode } from './interpolate.ts';
 import { ConfigError } from './load-error.ts';
 import { joinPath } from './path.ts';
 import { type Config, type ConfigInput, ConfigSchema, type Timeouts, type TimeoutsConfig } from './schema.ts';
+import { closestName } from './suggest.ts';
 import { parseYaml } from './yaml.ts';
 
 export { ConfigError };
@@ -68,11 +69,15 @@ function checkConfig(raw: unknown, env: Env): Config {
     throw new ConfigError('', 'the config must be a YAML mapping with providers, models and tenants');
   }
   let doc: Record<string, unknown>;
+  // Paths of values converted from `${VAR}` to a number or boolean, so a range error names the variable.
+  const converted = new Map<string, string>();
   try {
-    doc = interpolateTree(raw, env) as Record<string, unknown>;
+    doc = interpolateTree(raw, env, { schema: ConfigSchema as SchemaNode, converted }) as Record<
+      string,
+      unknown
+    >;
   } catch (err) {
-    if (err instanceof InterpolationError)
-      throw new ConfigError(err.path, err.message.slice(err.path.length + 2));
+    if (err instanceof InterpolationError) throw new ConfigError(err.path, err.reason);
     throw err;
   }
   // Sections are optional in the file; materialise them so ajv fills their defaults.
@@ -87,7 +92,7 @@ function checkConfig(raw: unknown, env: Env): Config {
   doc.limits ??= {};
   materialise(doc.limits, ['redis', 'tokenEstimate', 'worker', 'fleet']);
   materialise((doc.limits as Record<string, unknown>).fleet, ['shares']);
-  if (!validate(doc)) throw fromAjvError(validator!.errors![0]!);
+  if (!validate(doc)) throw fromAjvError(validator!.errors![0]!, converted);
   const config = doc as unknown as Config;
   config.timeouts = { ...DEFAULTS.timeouts, ...config.timeouts };
   checkReferences(config);
@@ -232,7 +237,7 @@ function checkLadder(t: Timeouts, at: string): void {
   }
 }
 
-function fromAjvError(error: ErrorObject): ConfigError {
+function fromAjvError(error: ErrorObject, converted: ReadonlyMap<string, string>): ConfigError {
   const segments = error.instancePath.split('/').slice(1).map(unescapePointer);
   let path = segments.reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : joinPath(acc, seg)), '');
   const params = error.params as Record<string, unknown>;
@@ -241,18 +246,42 @@ function fromAjvError(error: ErrorObject): ConfigError {
     path = joinPath(path, String(params.additionalProperty));
     const patterns = (error.parentSchema as { patternProperties?: Record<string, unknown> } | undefined)
       ?.patternProperties;
+    const known = (error.parentSchema as SchemaNode | undefined)?.properties;
+    const guess = known && closestName(String(params.additionalProperty), Object.keys(known));
     message = !patterns
-      ? 'is not a known setting'
+      ? `is not a known setting${guess ? ` (did you mean "${guess}"?)` : ''}`
       : path === 'models'
         ? 'is not a valid model name (1 to 256 characters, no control characters)'
         : 'is not a valid name (letters, digits and . _ : -, at most 128 characters)';
   } else if (error.keyword === 'required') {
-    path = joinPath(path, String(params.missingProperty));
-    message = 'is required';
+    const missing = String(params.missingProperty);
+    path = joinPath(path, missing);
+    message = `is required${unknownKeyHint(error, missing)}`;
   } else if (error.keyword === 'enum') {
     message = `must be one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
   }
-  return new ConfigError(path, message);
+  const from = converted.get(path);
+  return new ConfigError(path, from === undefined ? message : `${message} (from ${from})`);
+}
+
+/**
+ * A required key is often there, misspelt, and ajv reports the missing key before the unknown
+ * one: name the unknown key too, and suggest the missing key when the two are close.
+ */
+function unknownKeyHint(error: ErrorObject, missing: string): string {
+  const data = error.data;
+  const schema = error.parentSchema as SchemaNode | undefined;
+  if (data === null || typeof data !== 'object' || Array.isArray(data) || schema?.properties === undefined)
+    return '';
+  if (schema.additionalProperties !== false || schema.patternProperties !== undefined) return '';
+  const unknown = Object.keys(data).filter((key) => !Object.hasOwn(schema.properties!, key));
+  if (unknown.length === 0) return '';
+  const close = closestName(missing, unknown);
+  if (close !== undefined) return ` (found unknown key "${close}": did you mean "${missing}"?)`;
+  return ` (found unknown key${unknown.length > 1 ? 's' : ''} ${unknown
+    .slice(0, 3)
+    .map((key) => JSON.stringify(key))
+    .join(', ')}${unknown.length > 3 ? ', ...' : ''})`;
 }
 
 function unescapePointer(segment: string): string {

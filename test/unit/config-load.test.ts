@@ -269,4 +269,62 @@ tenants:
     );
     assert.equal(c.providers.openai!.baseUrl, undefined);
   });
+
+  it('converts an interpolated value in a number or boolean field, strictly, naming the variable', () => {
+    const c = parseConfig(
+      `${BASE}\nserver: { port: "\${PORT}", drainTimeoutMs: "\${DRAIN:-1500}" }\nrequestLog: { enabled: "\${LOG}" }`,
+      { ...ENV, PORT: '9090', LOG: 'false' },
+    );
+    assert.equal(c.server.port, 9090);
+    assert.equal(c.server.drainTimeoutMs, 1500);
+    assert.equal(c.requestLog.enabled, false);
+    // Inside a map and an array too: the walk follows the schema, not only named properties.
+    const limited = parseConfig(
+      `${BASE}\nlimits: { tenants: { acme: { requests: { limit: "\${RPM}", per: minute } } } }`,
+      {
+        ...ENV,
+        RPM: '600',
+      },
+    );
+    assert.equal(limited.limits.tenants!.acme!.requests!.limit, 600);
+    const port = (value: string) => errorOf(`${BASE}\nserver: { port: "\${PORT}" }`, { ...ENV, PORT: value });
+    for (const bad of ['abc', '80 80', '0x50', '8080.5', '']) {
+      const err = bad === '' ? errorOf(`${BASE}\nserver: { port: "\${PORT:-}" }`) : port(bad);
+      assert.equal(err.path, 'server.port', bad);
+      assert.match(err.message, /\$\{PORT\} gave ".*", which is not an integer/, bad);
+    }
+    // Converted, then validated like any number, and the error still names the variable.
+    const range = port('99999');
+    assert.equal(range.path, 'server.port');
+    assert.match(range.message, /must be <= 65535 \(from \$\{PORT\}\)/);
+    assert.match(
+      errorOf(`${BASE}\nrequestLog: { enabled: "\${LOG}" }`, { ...ENV, LOG: 'yes' }).message,
+      /requestLog\.enabled: \$\{LOG\} gave "yes", which is not true or false/,
+    );
+    // A quoted number written in the file stays a string: the schema is strict about the file.
+    assert.equal(errorOf(`${BASE}\nserver: { port: "9090" }`).path, 'server.port');
+    // String fields are untouched: an API key made of digits stays a string.
+    assert.equal(parseConfig(BASE, { OPENAI_KEY: '12345' }).providers.openai!.apiKey, '12345');
+  });
+
+  it('names a misspelt required key and suggests the setting it resembles', () => {
+    const err = errorOf(BASE.replace('deployments:', 'deployements:'));
+    assert.equal(err.path, 'models["gpt-4.1"].deployments');
+    assert.match(
+      err.message,
+      /is required \(found unknown key "deployements": did you mean "deployments"\?\)/,
+    );
+    const far = errorOf(BASE.replace('deployments:', 'routes:'));
+    assert.match(far.message, /deployments: is required \(found unknown key "routes"\)$/);
+    const section = errorOf(BASE.replace('tenants:', 'tenents:'));
+    assert.equal(section.path, 'tenants');
+    assert.match(section.message, /found unknown key "tenents": did you mean "tenants"\?/);
+    const setting = errorOf(`${BASE}\nserver: { prot: 9090 }`);
+    assert.equal(setting.path, 'server.prot');
+    assert.match(setting.message, /is not a known setting \(did you mean "port"\?\)$/);
+    assert.match(
+      errorOf(`${BASE}\nserver: { colour: red }`).message,
+      /server\.colour: is not a known setting$/,
+    );
+  });
 });
