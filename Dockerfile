@@ -9,6 +9,9 @@
 # from inside the container itself. Keep server.port at 8080 or change EXPOSE and HEALTHCHECK.
 # On SIGTERM Sluice drains for server.drainTimeoutMs (default 30 s), longer than `docker stop`'s
 # default 10 s grace period: use `docker stop -t 35` (or terminationGracePeriodSeconds in Kubernetes).
+# Other commands run through the same launcher, e.g. the request log's migrations as a deploy step:
+#   docker run --rm -e DATABASE_URL -v "$PWD/my-config.yaml:/etc/sluice/config.yaml:ro" sluice \
+#     node bin/sluice.mjs migrate --config /etc/sluice/config.yaml
 
 FROM node:24-slim AS deps
 WORKDIR /app
@@ -27,6 +30,8 @@ WORKDIR /app
 # Owned by root, so the process running as `node` cannot modify its own code.
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
+# bin/sluice.mjs: the launcher, which checks the Node.js version before loading the TypeScript.
+COPY bin ./bin
 COPY src ./src
 COPY config ./config
 # The request log's embedded PGlite and spill directory default to ./data: the one place the
@@ -38,4 +43,4 @@ EXPOSE 8080
 # Slim images have no curl; node's fetch does the probe.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-CMD ["node", "src/main.ts", "--config", "/etc/sluice/config.yaml"]
+CMD ["node", "bin/sluice.mjs", "--config", "/etc/sluice/config.yaml"]

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
@@ -14,6 +14,12 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const EXAMPLE = join(ROOT, 'config/example.yaml');
 const MAIN = join(ROOT, 'src/main.ts');
 const text = readFileSync(EXAMPLE, 'utf8');
+
+/**
+ * Settings the example shows commented out, with their indentation: `server.metricsPort` set in
+ * the example would move /metrics off the API port in every config copied from it.
+ */
+const COMMENTED_OUT: Array<[string, string]> = [['  ', 'metricsPort']];
 
 /** The environment the example needs: OPENAI_API_KEY has no fallback, GROQ_API_KEY has one. */
 const ENV = { OPENAI_API_KEY: 'sk-example-openai' };
@@ -55,8 +61,16 @@ describe('config/example.yaml', () => {
   it('shows every setting', () => {
     // Walk the schema and the parsed example together: every property the schema allows must
     // appear somewhere in the example. A sub-schema used in several places (timeouts) counts as
-    // shown when its properties appear across any of its uses.
-    const doc = parseYaml(text) as unknown;
+    // shown when its properties appear across any of its uses. The settings in COMMENTED_OUT are
+    // shown as comments (set, they would change what every copy of the file does): they count
+    // when their commented line is there.
+    let shown = text;
+    for (const [indent, key] of COMMENTED_OUT) {
+      const line = new RegExp(`^${indent}# ${key}: `, 'm');
+      assert.match(text, line, `${key} is shown, commented out`);
+      shown = shown.replace(line, `${indent}${key}: `);
+    }
+    const doc = parseYaml(shown) as unknown;
     const seen = new Map<string, { path: string; all: string[]; shown: Set<string> }>();
     const visit = (schema: Record<string, unknown>, values: unknown[], path: string) => {
       const props = schema.properties as Record<string, Record<string, unknown>> | undefined;
@@ -105,6 +119,27 @@ describe('config/example.yaml', () => {
     const r = checkConfig(EXAMPLE, ENV);
     assert.equal(r.status, 0, `stderr: ${r.stderr}`);
     assert.match(r.stdout, /example\.yaml: ok/);
+  });
+
+  it('its own "Validate with" line works as written, without OPENAI_API_KEY in the environment', () => {
+    const line = text.split('\n').find((l) => l.startsWith('#   Validate with:'));
+    assert.ok(line, 'the header has a "Validate with:" line');
+    const command = line.slice('#   Validate with:'.length).trim();
+    assert.match(command, /check-config config\/example\.yaml$/);
+    const { GROQ_API_KEY: _groq, OPENAI_API_KEY: _openai, ...base } = process.env;
+    // Run by a shell from the checkout, as a reader would paste it, with this test's Node first.
+    const r = spawnSync('/bin/sh', ['-c', command], {
+      cwd: ROOT,
+      env: { ...base, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(r.status, 0, `${command}\nstderr: ${r.stderr}`);
+    assert.match(r.stdout, /config\/example\.yaml: ok/);
+  });
+
+  it('leaves server.metricsPort unset, so /metrics stays on the API port in a copy', () => {
+    assert.equal(parseConfig(text, ENV).server.metricsPort, undefined);
   });
 
   it('fails `sluice check-config` without OPENAI_API_KEY, naming the variable and the field', () => {
