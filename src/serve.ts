@@ -10,6 +10,7 @@ import { DEFAULTS } from './config/defaults.ts';
 import { DEMO_ADMIN_KEY, DEMO_KEY, embeddedConfig } from './config/embedded.ts';
 import { type ConfigError, validateConfig } from './config/load.ts';
 import { loadConfigInThread } from './config/load-thread.ts';
+import { serverChangesNeedingRestart } from './config/restart.ts';
 import { watchConfigFile } from './config/watch.ts';
 import type { FakeProvider } from './fake-provider/server.ts';
 import { startFakeProvider } from './fake-provider/server.ts';
@@ -119,18 +120,9 @@ export async function serve(configPath: string | undefined): Promise<number> {
       reloadWaiting = false;
       try {
         const next = await load();
-        const before = gateway.current().config.server;
-        const after = next.config.server;
-        if (
-          after.host !== before.host ||
-          after.port !== before.port ||
-          after.bodyLimitBytes !== before.bodyLimitBytes ||
-          after.maxJsonDepth !== before.maxJsonDepth ||
-          after.metricsPort !== before.metricsPort
-        ) {
-          logger.warn(
-            'server.host, server.port, server.bodyLimitBytes, server.maxJsonDepth and server.metricsPort changes take effect on restart',
-          );
+        const restartOnly = serverChangesNeedingRestart(gateway.current().config.server, next.config.server);
+        if (restartOnly.length > 0) {
+          logger.warn({ settings: restartOnly }, `${restartOnly.join(', ')} changes take effect on restart`);
         }
         const redisBefore = gateway.current().config.limits.redis;
         const redisAfter = next.config.limits.redis;
