@@ -17,6 +17,9 @@
 //
 //   node bench/config-reload.ts [--tenants 1000,10000,50000] [--rate 100] [--ref COMMIT]
 //
+// BENCH_DURATION_S (bench/duration.ts) scales the default tenant counts, the 10 s settle and the
+// 2 s baseline: 300 / 3,000 / 15,000 tenants, 3 s and 1 s at BENCH_DURATION_S=3.
+//
 // The config file is a symlink into a directory Sluice does not watch, so replacing it triggers
 // only the SIGHUP reload, not the file watcher as well.
 import {
@@ -34,13 +37,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Pool, request } from 'undici';
 import { hashKey } from '../src/auth/keys.ts';
+import { SCALE, scaled, scaledWarmup } from './duration.ts';
 import { freePort, peakRssBytes, pinSelf, runBench, spawnPinned, stop } from './procs.ts';
 import { PROVIDER_CORE, PROXY_CORE, sluiceSource, startFake } from './setup.ts';
 import { percentile } from './stats.ts';
 
 const { values } = parseArgs({
   options: {
-    tenants: { type: 'string', default: '1000,10000,50000' },
+    tenants: { type: 'string', default: [1_000, 10_000, 50_000].map((n) => Math.round(n * SCALE)).join(',') },
     rate: { type: 'string', default: '100' },
     ref: { type: 'string' },
   },
@@ -48,8 +52,8 @@ const { values } = parseArgs({
 const SIZES = values.tenants.split(',').map(Number);
 const RATE = Number(values.rate);
 const PROBE_MS = 10;
-const BASELINE_MS = 2_000;
-const SETTLE_MS = 10_000;
+const BASELINE_MS = scaledWarmup(2) * 1000;
+const SETTLE_MS = scaled(10) * 1000;
 /** Upper bound on a start or a reload; the quadratic loader took minutes at 50,000 tenants. */
 const WAIT_MS = 300_000;
 
@@ -288,7 +292,7 @@ async function main(): Promise<void> {
     '',
     `Command: \`node bench/config-reload.ts --tenants ${SIZES.join(',')} --rate ${RATE}${values.ref ? ` --ref ${values.ref}` : ''}\` · Sluice: ${source} · pinned to core ${PROXY_CORE}, probes and load on core ${PROVIDER_CORE}`,
     '',
-    '| tenants | YAML lines | start to healthy s | RSS at healthy / 10 s later MiB | reload s | longest /healthz gap ms | slowest probe ms | event-loop delay max ms (2 s before) | requests during reload | p50 / p99 / max ms (2 s before: p50 / p99) | errors | VmHWM MiB |',
+    `| tenants | YAML lines | start to healthy s | RSS at healthy / ${SETTLE_MS / 1000} s later MiB | reload s | longest /healthz gap ms | slowest probe ms | event-loop delay max ms (${BASELINE_MS / 1000} s before) | requests during reload | p50 / p99 / max ms (${BASELINE_MS / 1000} s before: p50 / p99) | errors | VmHWM MiB |`,
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|',
     ...results.map(
       (r) =>

@@ -2,22 +2,24 @@
 // a model with two deployments, one dead (connection refused) and one failing 10% of its
 // requests with 503. Reports the success rate clients see and the upstream attempts per client
 // request. Targets: >= 99.9% success, <= 1.3 attempts per request. Loopback only; bounded in
-// request count and time.
+// request count and time. BENCH_DURATION_S scales the request count and the time limit (bench/duration.ts):
+// 6,000 requests and 36 s at BENCH_DURATION_S=3.
 //
-//   node bench/fault.ts [--requests 20000] [--concurrency 50]
+//   node bench/fault.ts [--requests 20000] [--concurrency 50] [--time-limit-s 120]
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { hashKey } from '../src/auth/keys.ts';
 import { startFakeProvider } from '../src/fake-provider/server.ts';
+import { scaled } from './duration.ts';
 import { inProcessGateway } from './gateway.ts';
 import { runBench } from './procs.ts';
 
 const { values } = parseArgs({
   options: {
-    requests: { type: 'string', default: '20000' },
+    requests: { type: 'string', default: String(scaled(20_000)) },
     concurrency: { type: 'string', default: '50' },
-    'time-limit-s': { type: 'string', default: '120' },
+    'time-limit-s': { type: 'string', default: String(scaled(120)) },
   },
 });
 const TOTAL = Number(values.requests);

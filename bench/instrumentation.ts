@@ -2,21 +2,23 @@
 // per-request access log on (as shipped) and off (no-op metric objects, logging silent), the fake
 // provider and a fresh load generator on core 0; throughput at c=50 (closed loop) and CPU per
 // request, 5 alternating rounds, medians. Target: throughput with instrumentation within 10% of
-// without. Loopback only, bounded in time.
+// without. Loopback only, bounded in time. BENCH_DURATION_S scales --seconds, --rounds and the
+// 2 s warm-up (bench/duration.ts): 3 s x 2 rounds, 1 s warm-up at BENCH_DURATION_S=3.
 //
 //   node bench/instrumentation.ts [--seconds 10] [--rounds 5]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { scaled, scaledRounds, scaledWarmup } from './duration.ts';
 import { runPhase } from './phase.ts';
 import { freePort, pinSelf, runBench, stop } from './procs.ts';
 import { CHAT_BODY, PROVIDER_CORE, PROXY_CORE, sluiceConfig, startFake, withPinnedSluice } from './setup.ts';
 
 const { values } = parseArgs({
   options: {
-    seconds: { type: 'string', default: '10' },
-    rounds: { type: 'string', default: '5' },
+    seconds: { type: 'string', default: String(scaled(10)) },
+    rounds: { type: 'string', default: String(scaledRounds(5)) },
     /** Also no-logs (metrics only), no-metrics (access log only) and no-default (without
      * prom-client's default process metrics), to split the cost. */
     modes: { type: 'string', default: 'on,off' },
@@ -24,6 +26,7 @@ const { values } = parseArgs({
 });
 const SECONDS = Number(values.seconds);
 const ROUNDS = Number(values.rounds);
+const WARMUP_S = scaledWarmup(2);
 const MODES = values.modes.split(',') as Mode[];
 type Mode = 'on' | 'off' | 'no-logs' | 'no-metrics' | 'no-default';
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -44,7 +47,14 @@ async function main(): Promise<void> {
         const args = ['bench/instrumentation-target.ts', '--config', file, '--mode', mode];
         const rps = await withPinnedSluice(args, port, upstream.proc.pid, (target) =>
           runPhase(
-            { ...target, kind: 'rps', body: CHAT_BODY, connections: 50, warmupS: 2, durationS: SECONDS },
+            {
+              ...target,
+              kind: 'rps',
+              body: CHAT_BODY,
+              connections: 50,
+              warmupS: WARMUP_S,
+              durationS: SECONDS,
+            },
             PROVIDER_CORE,
             (SECONDS + 60) * 1000,
           ),

@@ -8,6 +8,9 @@
 //     Target: p99 added by Redis limits under 1 ms.
 //  2. Accuracy: three gateways sharing one Redis, 5,000 requests at 300 in flight against a limit
 //     of 1,000. Target: admitted within 0.5% of the limit.
+// BENCH_DURATION_S (bench/duration.ts) scales --seconds (5 in the full run), the rounds of 1 (3)
+// and of 2 (3), and the 2 s warm-ups: 2 s, 1 round each, 1 s warm-ups at BENCH_DURATION_S=3. The
+// accuracy run's request count and limit stay: they are what the target is about.
 //
 //   node bench/limits.ts [--rate 500] [--seconds 5] [--redis redis://127.0.0.1:6379]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,6 +22,7 @@ import { Agent, request } from 'undici';
 import type { Gateway } from '../src/app.ts';
 import { hashKey } from '../src/auth/keys.ts';
 import { type FakeProvider, startFakeProvider } from '../src/fake-provider/server.ts';
+import { scaled, scaledRounds, scaledWarmup } from './duration.ts';
 import { inProcessGateway } from './gateway.ts';
 import { runPhase } from './phase.ts';
 import { freePort, pinSelf, runBench, spawnPinned, stop, waitReady } from './procs.ts';
@@ -27,13 +31,15 @@ import { CHAT_BODY, HEADERS, PROVIDER_CORE, PROXY_CORE, ROOT, sluiceConfig, star
 const { values } = parseArgs({
   options: {
     rate: { type: 'string', default: '500' },
-    seconds: { type: 'string', default: '5' },
+    seconds: { type: 'string', default: String(scaled(5)) },
     redis: { type: 'string', default: process.env.REDIS_URL || 'redis://127.0.0.1:6379' },
   },
 });
 const RATE = Number(values.rate);
 const SECONDS = Number(values.seconds);
-const ROUNDS = 3;
+const ROUNDS = scaledRounds(3);
+const ACCURACY_RUNS = scaledRounds(3);
+const WARMUP_S = scaledWarmup(2);
 const REDIS_URL = values.redis;
 const KEY = 'sk-bench-limits';
 const RUN = `bench-limits-${process.pid}-${Date.now().toString(36)}`;
@@ -200,12 +206,26 @@ async function run(fake: FakeProvider): Promise<string[]> {
             fakePid: upstream.proc.pid,
           };
           const rps = await runPhase(
-            { ...target, kind: 'rps', body: CHAT_BODY, connections: 50, warmupS: 2, durationS: SECONDS },
+            {
+              ...target,
+              kind: 'rps',
+              body: CHAT_BODY,
+              connections: 50,
+              warmupS: WARMUP_S,
+              durationS: SECONDS,
+            },
             PROVIDER_CORE,
             (SECONDS + 60) * 1000,
           );
           const ol = await runPhase(
-            { ...target, kind: 'openLoop', body: CHAT_BODY, rate: RATE, warmupS: 2, durationS: SECONDS },
+            {
+              ...target,
+              kind: 'openLoop',
+              body: CHAT_BODY,
+              rate: RATE,
+              warmupS: WARMUP_S,
+              durationS: SECONDS,
+            },
             PROVIDER_CORE,
             (SECONDS + 60) * 1000,
           );
@@ -267,7 +287,7 @@ async function run(fake: FakeProvider): Promise<string[]> {
 
   // Accuracy across three instances.
   const accuracy: Array<{ admitted: number; refused: number; other: number; local: number }> = [];
-  for (let rep = 0; rep < 3; rep++) {
+  for (let rep = 0; rep < ACCURACY_RUNS; rep++) {
     const limits = {
       redis: { url: REDIS_URL, keyPrefix: `${RUN}-acc${rep}` },
       tenants: { bench: { requests: { limit: 1_000, per: 'hour' } } },

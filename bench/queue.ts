@@ -3,13 +3,14 @@
 // closed loop, each request with a 1 s deadline) for 10 s. Reports the upstream's peak concurrency,
 // the queue wait of admitted requests (p50/p99/max, from the access log), and the share refused by
 // reason. Targets: upstream never above the cap; no admitted request waited past its deadline.
-// Loopback only; bounded in time.
+// Loopback only; bounded in time. BENCH_DURATION_S sets the default --seconds (bench/duration.ts).
 //
 //   node bench/queue.ts [--cap 8] [--clients 160] [--seconds 10] [--deadline-ms 1000]
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { hashKey } from '../src/auth/keys.ts';
 import { startFakeProvider } from '../src/fake-provider/server.ts';
+import { scaled } from './duration.ts';
 import { inProcessGateway } from './gateway.ts';
 import { runBench } from './procs.ts';
 
@@ -17,7 +18,7 @@ const { values } = parseArgs({
   options: {
     cap: { type: 'string', default: '8' },
     clients: { type: 'string', default: '160' },
-    seconds: { type: 'string', default: '10' },
+    seconds: { type: 'string', default: String(scaled(10)) },
     'deadline-ms': { type: 'string', default: '1000' },
   },
 });

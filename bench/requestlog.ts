@@ -7,6 +7,9 @@
 //     generator on core 0), request log off and on (Postgres), open loop at --rate for --seconds,
 //     alternating, 3 rounds each. Target: the p99 difference within noise, where noise is the
 //     spread (max - min) of the p99s of the runs with the log off.
+// BENCH_DURATION_S (bench/duration.ts) scales --seconds (10), the 3 rounds of 2 and the 2 s
+// warm-ups, keeping 2 rounds so there is a spread to call noise: 3 s, 2 rounds, 1 s warm-ups at
+// BENCH_DURATION_S=3.
 //
 //   node bench/requestlog.ts [--seconds 10] [--rate 500] [--pg postgres://postgres@127.0.0.1:5432/test]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,13 +25,14 @@ import { PgliteDb } from '../src/requestlog/pglite-db.ts';
 import { RequestLog } from '../src/requestlog/request-log.ts';
 import type { RequestLogRow } from '../src/requestlog/row.ts';
 import { createMetrics } from '../src/telemetry/metrics.ts';
+import { scaled, scaledRounds, scaledWarmup } from './duration.ts';
 import { runPhase } from './phase.ts';
 import { freePort, pinSelf, runBench, stop } from './procs.ts';
 import { CHAT_BODY, PROVIDER_CORE, PROXY_CORE, sluiceConfig, startFake, withPinnedSluice } from './setup.ts';
 
 const { values } = parseArgs({
   options: {
-    seconds: { type: 'string', default: '10' },
+    seconds: { type: 'string', default: String(scaled(10)) },
     rate: { type: 'string', default: '500' },
     pg: { type: 'string', default: process.env.PG_URL || 'postgres://postgres@127.0.0.1:5432/test' },
   },
@@ -36,8 +40,8 @@ const { values } = parseArgs({
 const SECONDS = Number(values.seconds);
 const RATE = Number(values.rate);
 const PG_URL = values.pg;
-const ROUNDS = 3;
-const WARMUP_S = 2;
+const ROUNDS = Math.max(2, scaledRounds(3));
+const WARMUP_S = scaledWarmup(2);
 const DB_NAME = `sluice_bench_${process.pid}`;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 

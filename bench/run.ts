@@ -22,6 +22,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DURATION_S } from './duration.ts';
 import type { Target } from './measure.ts';
 import { runPhase } from './phase.ts';
 import { CLK_TCK, cpusAllowed, killAllSync, type Proc, peakRssBytes, pinSelf, stop } from './procs.ts';
@@ -66,7 +67,6 @@ function envNumber(name: string, fallback: number, min: number, max: number): nu
   return n;
 }
 
-const DURATION_S = envNumber('BENCH_DURATION_S', 10, 1, 60);
 const WARMUP_S = Math.min(5, Math.max(1, Math.round(DURATION_S * 0.5)));
 const OPEN_LOOP_WARMUP_S = Math.min(2, WARMUP_S);
 const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 600, 10, 3600);
