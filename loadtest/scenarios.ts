@@ -1,9 +1,12 @@
 // Load-test scenarios with autocannon, against Sluice and its fake provider, on loopback only.
 // Each starts the fake provider and a gateway in this process with the config the scenario needs
 // (or, with --url, hits a running gateway on a loopback address), runs for --seconds, and prints a
-// summary: throughput, latency, statuses, and what the gateway did (from its /metrics).
+// summary: throughput, latency, statuses, and what the gateway did (from its /metrics). The
+// streaming scenario is driven by loadtest/stream-client.ts instead of autocannon, so that it can
+// also report the TTFT and the gaps between chunks that its clients saw. --json prints each
+// summary as one JSON line instead.
 //
-//   node loadtest/scenarios.ts <steady|burst|streaming|fault-storm|limit-storm|all> [--seconds 10]
+//   node loadtest/scenarios.ts <steady|burst|streaming|fault-storm|limit-storm|all> [--seconds 10] [--json]
 //   node loadtest/scenarios.ts steady --url http://127.0.0.1:8080 --key sk-sluice-demo --model gpt-4o-mini
 //
 // The numbers are for comparing runs of a scenario; the benchmark (npm run bench, with the proxy
@@ -17,6 +20,7 @@ import { validateConfig } from '../src/config/load.ts';
 import { startFakeProvider } from '../src/fake-provider/server.ts';
 import { compileRuntime } from '../src/runtime.ts';
 import { createLoggers } from '../src/telemetry/logger.ts';
+import { streamLoad } from './stream-client.ts';
 
 const KEY = 'sk-loadtest';
 
@@ -29,6 +33,8 @@ interface Scenario {
   config(origin: string): Record<string, unknown>;
   /** /metrics series worth printing after the run (prefixes). */
   report: string[];
+  /** Streaming: load from the stream client, which times each chunk, rather than autocannon. */
+  streams?: true;
 }
 
 const model = (provider: string, extra: Record<string, unknown> = {}) => ({
@@ -61,7 +67,8 @@ export const SCENARIOS: Record<string, Scenario> = {
     report: ['sluice_queue_refusals_total', 'sluice_queue_wait_seconds_count'],
   },
   streaming: {
-    about: '200 concurrent SSE streams of 20 chunks 10 ms apart, relayed chunk by chunk.',
+    about:
+      '200 concurrent SSE streams of 20 chunks 10 ms apart, relayed chunk by chunk: TTFT and chunk gaps as the clients saw them.',
     connections: 200,
     body: { model: 'm', stream: true },
     config: (origin) => ({
@@ -70,6 +77,7 @@ export const SCENARIOS: Record<string, Scenario> = {
       },
       models: { m: model('up') },
     }),
+    streams: true,
     report: [
       'sluice_ttft_seconds_count',
       'sluice_stream_chunk_gap_seconds_count',
@@ -123,6 +131,15 @@ export interface Summary {
   statuses: Record<string, number>;
   errors: number;
   metrics: string[];
+  /** The streaming scenario only, from the clients' side, in milliseconds. */
+  streams?: {
+    /** Streams answered 200 that ended with `data: [DONE]`. */
+    complete: number;
+    /** Request issued to the first chunk holding an SSE `data:` line. */
+    ttftMs: { count: number; p50: number; p99: number; max: number };
+    /** Between consecutive `data:` events of one stream, as they arrived. */
+    chunkGapMs: { count: number; p50: number; p99: number; max: number };
+  };
 }
 
 function loopbackOnly(url: string): void {
@@ -130,6 +147,13 @@ function loopbackOnly(url: string): void {
   if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(host)) {
     throw new Error(`load tests hit loopback addresses only; ${host} is not one`);
   }
+}
+
+async function metricsOf(url: string, scenario: Scenario): Promise<string[]> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((l) => scenario.report.some((prefix) => l.startsWith(prefix)) && !l.includes('_bucket'));
 }
 
 export async function runScenario(
@@ -170,19 +194,38 @@ export async function runScenario(
       ...scenario.body,
     };
     if (options.model) body.model = options.model;
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${options.key ?? KEY}` };
+    if (scenario.streams) {
+      const r = await streamLoad({
+        url: `${url}/v1/chat/completions`,
+        headers,
+        body: JSON.stringify(body),
+        connections: scenario.connections,
+        seconds: options.seconds,
+        timeoutS: 30,
+      });
+      const pick = ({ count, p50, p99, max }: typeof r.ttftMs) => ({ count, p50, p99, max });
+      return {
+        scenario: name,
+        seconds: r.seconds,
+        requests: r.totalMs.count,
+        rps: r.totalMs.count / r.seconds,
+        latencyMs: { p50: r.totalMs.p50, p90: r.totalMs.p90, p99: r.totalMs.p99, max: r.totalMs.max },
+        statuses: r.statuses,
+        errors: r.errors,
+        metrics: await metricsOf(url, scenario),
+        streams: { complete: r.complete, ttftMs: pick(r.ttftMs), chunkGapMs: pick(r.gapMs) },
+      };
+    }
     const result = await autocannon({
       url: `${url}/v1/chat/completions`,
       method: 'POST',
       connections: scenario.connections,
       duration: options.seconds,
       timeout: 30,
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${options.key ?? KEY}` },
+      headers,
       body: JSON.stringify(body),
     });
-    const text = await (await fetch(`${url}/metrics`)).text();
-    const metrics = text
-      .split('\n')
-      .filter((l) => scenario.report.some((prefix) => l.startsWith(prefix)) && !l.includes('_bucket'));
     const statuses: Record<string, number> = {};
     for (const [code, { count }] of Object.entries(result.statusCodeStats ?? {})) statuses[code] = count;
     return {
@@ -198,20 +241,28 @@ export async function runScenario(
       },
       statuses,
       errors: result.errors + result.timeouts,
-      metrics,
+      metrics: await metricsOf(url, scenario),
     };
   } finally {
     await close();
   }
 }
 
+const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
+
 export function formatSummary(s: Summary): string {
+  const streams = s.streams
+    ? [
+        `streams complete ${s.streams.complete}; client-side ms: TTFT p50 ${ms(s.streams.ttftMs.p50)} p99 ${ms(s.streams.ttftMs.p99)} max ${ms(s.streams.ttftMs.max)}; chunk gap p50 ${ms(s.streams.chunkGapMs.p50)} p99 ${ms(s.streams.chunkGapMs.p99)} max ${ms(s.streams.chunkGapMs.max)} (${s.streams.chunkGapMs.count} gaps)`,
+      ]
+    : [];
   return [
     `== ${s.scenario}: ${SCENARIOS[s.scenario]!.about}`,
-    `requests ${s.requests} in ${s.seconds.toFixed(1)} s = ${s.rps.toFixed(0)}/s; latency ms p50 ${s.latencyMs.p50} p90 ${s.latencyMs.p90} p99 ${s.latencyMs.p99} max ${s.latencyMs.max}`,
+    `requests ${s.requests} in ${s.seconds.toFixed(1)} s = ${s.rps.toFixed(0)}/s; latency ms p50 ${ms(s.latencyMs.p50)} p90 ${ms(s.latencyMs.p90)} p99 ${ms(s.latencyMs.p99)} max ${ms(s.latencyMs.max)}`,
     `statuses ${Object.entries(s.statuses)
       .map(([code, n]) => `${code}: ${n}`)
       .join(', ')}; socket errors and timeouts ${s.errors}`,
+    ...streams,
     ...s.metrics.map((m) => `  ${m}`),
   ].join('\n');
 }
@@ -224,6 +275,7 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
       url: { type: 'string' },
       key: { type: 'string' },
       model: { type: 'string' },
+      json: { type: 'boolean', default: false },
     },
   });
   const seconds = Math.min(Math.max(Number(values.seconds), 1), 600);
@@ -235,6 +287,6 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
       key: values.key,
       model: values.model,
     });
-    process.stdout.write(`${formatSummary(summary)}\n\n`);
+    process.stdout.write(values.json ? `${JSON.stringify(summary)}\n` : `${formatSummary(summary)}\n\n`);
   }
 }

@@ -27,6 +27,24 @@ test('streaming: streams relayed, TTFT and chunk gaps measured', async () => {
   const s = await runScenario('streaming', { seconds: 1 });
   assert.ok((s.statuses['200'] ?? 0) > 0);
   assert.ok(count(s.metrics, 'sluice_stream_chunk_gap_seconds_count') >= 19 * (s.statuses['200'] ?? 0));
+  // The clients' side: TTFT and chunk gaps reported as numbers in the summary and its JSON.
+  assert.ok(s.streams, 'the streaming summary has client-side stream figures');
+  const { complete, ttftMs, chunkGapMs } = s.streams;
+  assert.ok(complete > 0 && complete <= (s.statuses['200'] ?? 0), JSON.stringify(s.statuses));
+  // One TTFT per stream that sent anything, and 20 content chunks + [DONE] give 20 gaps per stream.
+  assert.ok(ttftMs.count >= complete, `${ttftMs.count} TTFTs for ${complete} streams`);
+  assert.ok(chunkGapMs.count >= 19 * complete, `${chunkGapMs.count} gaps for ${complete} streams`);
+  for (const [what, f] of Object.entries({ ttftMs, chunkGapMs })) {
+    for (const x of [f.p50, f.p99, f.max]) assert.ok(Number.isFinite(x) && x >= 0, `${what}: ${x}`);
+    assert.ok(f.p50 <= f.p99 && f.p99 <= f.max, `${what}: ${JSON.stringify(f)}`);
+  }
+  const n = String.raw`\d+(?:\.\d+)?`;
+  assert.match(
+    formatSummary(s),
+    new RegExp(`TTFT p50 ${n} p99 ${n} max ${n}; chunk gap p50 ${n} p99 ${n} max ${n} \\(\\d+ gaps\\)`),
+  );
+  // And the same figures survive the --json output.
+  assert.deepEqual(JSON.parse(JSON.stringify(s)).streams, s.streams);
 });
 
 test('fault-storm: breakers open, the fallback answers', async () => {
