@@ -33,7 +33,7 @@ import { clientErrorCode, clientErrorHandler, sendError } from './server/error-h
 import { exceedsJsonDepth } from './server/json-depth.ts';
 import { limitsReadiness, requestLogReadiness } from './server/readiness.ts';
 import { requestIdFor } from './server/request-id.ts';
-import { registerAdminRoutes } from './server/routes/admin.ts';
+import { type ReloadOutcome, registerAdminRoutes } from './server/routes/admin.ts';
 import { type ReadinessCheck, registerHealthRoutes } from './server/routes/health.ts';
 import { registerInferenceRoutes } from './server/routes/inference.ts';
 import { registerModelsRoute } from './server/routes/models.ts';
@@ -57,6 +57,8 @@ export interface AppDeps {
   requestLog?: RequestLog;
   /** OpenTelemetry tracing; default off (trace ids only). */
   tracing?: Tracing;
+  /** Reloads the config from where it came (serve.ts), for POST /admin/reload; none: 404. */
+  reload?: (reason: string) => Promise<ReloadOutcome>;
 }
 
 export interface Gateway {
@@ -408,7 +410,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   registerModelsRoute(app);
   const drain = new DrainCut();
   registerInferenceRoutes(app, { pools, health, metrics, limiter, queues, drain });
-  registerAdminRoutes(app, { health, limiter, shedder, queues, requestLog });
+  registerAdminRoutes(app, { health, limiter, shedder, queues, requestLog, reload: deps.reload });
   await registerPassthrough(app, { pools, limiter });
 
   return {

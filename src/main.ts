@@ -3,8 +3,10 @@
  * The command line: parse it and run one command. The gateway itself (`start`, the default) is
  * src/serve.ts.
  *
- *   sluice [--config FILE]          start the gateway (embedded defaults without a config)
+ *   sluice [--config FILE] [--port N]  start the gateway (embedded defaults without a config)
  *   sluice check-config FILE        validate a config file and exit
+ *   sluice print-config [--config FILE] [--port N] [--format yaml|json]
+ *                                   print the effective config, secrets redacted
  *   sluice hash-key KEY             print the digest to put in tenants.<name>.keys
  *   sluice migrate [--config FILE]  apply the request log's pending migrations and exit
  */
@@ -13,23 +15,39 @@ import { hashKey } from './auth/keys.ts';
 import { configFailure } from './cli-output.ts';
 import { embeddedConfig } from './config/embedded.ts';
 import { loadConfigFile, validateConfig } from './config/load.ts';
+import { type ConfigOverrides, parsePort, withOverrides } from './config/overrides.ts';
 import type { Config } from './config/schema.ts';
 
 const USAGE = `usage:
-  sluice [--config FILE]        start the gateway (FILE defaults to $SLUICE_CONFIG, else embedded defaults)
+  sluice [--config FILE] [--port N]
+                                start the gateway (FILE defaults to $SLUICE_CONFIG, else embedded
+                                defaults); --port overrides server.port (and SLUICE_PORT)
   sluice check-config FILE      validate a config file
+  sluice print-config [--config FILE] [--port N] [--format yaml|json]
+                                print the effective config (defaults filled in, secrets redacted)
   sluice hash-key KEY           print the digest of a Sluice key for tenants.<name>.keys
   sluice migrate [--config FILE]  apply the request log's migrations (requestLog.url or DATABASE_URL) and exit`;
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      port: { type: 'string', short: 'p' },
+      format: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
     allowPositionals: true,
   });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
+  }
+  let overrides: ConfigOverrides = {};
+  if (values.port !== undefined) {
+    const port = parsePort(values.port);
+    if (port === undefined) return usageError(`--port ${values.port}: not a port (0 to 65535)`);
+    overrides = { port };
   }
   const [command, arg] = positionals;
   if (command === 'hash-key') {
@@ -47,20 +65,39 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${arg}: ok\n`);
     return 0;
   }
+  if (command === 'print-config') {
+    const format = values.format ?? 'yaml';
+    if (format !== 'yaml' && format !== 'json') return usageError(`--format ${format}: yaml or json`);
+    const configPath = values.config ?? process.env.SLUICE_CONFIG;
+    let config: Config;
+    try {
+      config = withOverrides(await loadConfig(configPath), overrides);
+    } catch (err) {
+      return configFailure(err);
+    }
+    const { printConfig } = await import('./config/print.ts');
+    process.stdout.write(printConfig(config, format, configPath || 'embedded'));
+    return 0;
+  }
   if (command === 'migrate') return migrateCommand(values.config ?? process.env.SLUICE_CONFIG);
   if (command !== undefined && command !== 'start') return usageError(`unknown command ${command}`);
   // Imported here, not at the top: the other commands need none of the server (about a second of
   // module loading), so check-config on a large file stays quick.
   const { serve } = await import('./serve.ts');
-  return serve(values.config ?? process.env.SLUICE_CONFIG);
+  return serve(values.config ?? process.env.SLUICE_CONFIG, overrides);
+}
+
+/** The file's config, or the embedded one without a file. */
+function loadConfig(configPath: string | undefined): Promise<Config> {
+  return configPath
+    ? loadConfigFile(configPath, process.env)
+    : Promise.resolve().then(() => validateConfig(embeddedConfig(process.env), process.env));
 }
 
 async function migrateCommand(configPath: string | undefined): Promise<number> {
   let config: Config;
   try {
-    config = configPath
-      ? await loadConfigFile(configPath, process.env)
-      : validateConfig(embeddedConfig(process.env), process.env);
+    config = await loadConfig(configPath);
   } catch (err) {
     return configFailure(err);
   }

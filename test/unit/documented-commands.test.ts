@@ -26,7 +26,10 @@ const FORBIDDEN: Array<[RegExp, string]> = [
   [/node (\.\/)?src\/main\.ts/, 'node src/main.ts (use node bin/sluice.mjs)'],
   [/npx (--yes |-y )?sluice\b/, 'npx sluice (may fetch a registry package)'],
   [/npm exec (-- )?sluice\b/, 'npm exec sluice (may fetch a registry package)'],
-  [/`sluice (migrate|check-config|hash-key|start)\b/, 'a bare `sluice <command>` (no such program on PATH)'],
+  [
+    /`sluice (migrate|check-config|hash-key|print-config|start)\b/,
+    'a bare `sluice <command>` (no such program on PATH)',
+  ],
 ];
 
 /** What may follow `node bin/sluice.mjs`: the commands of src/main.ts, its options, a placeholder. */
@@ -34,9 +37,12 @@ const LAUNCHER_ARGS = new Set([
   'check-config',
   'hash-key',
   'migrate',
+  'print-config',
   'start',
   '--config',
   '-c',
+  '--port',
+  '-p',
   '--help',
   '<command>',
 ]);

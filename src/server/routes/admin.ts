@@ -13,7 +13,14 @@ export interface AdminDeps {
   readonly shedder: WorkerShedder;
   readonly queues: AdmissionQueues;
   readonly requestLog: RequestLog | undefined;
+  /** Reload the config as SIGHUP does; absent: POST /admin/reload answers 404. */
+  readonly reload?: ((reason: string) => Promise<ReloadOutcome>) | undefined;
 }
+
+/** What a reload did: applied, or rejected with the ConfigError's path and message. */
+export type ReloadOutcome =
+  | { readonly result: 'applied'; readonly models: number; readonly providers: number }
+  | { readonly result: 'rejected'; readonly path: string; readonly message: string };
 
 /**
  * GET /admin/breakers: each deployment's breaker state, counts in the current window and load.
@@ -22,6 +29,9 @@ export interface AdminDeps {
  * GET /admin/requests: request-log rows, newest first, filtered, in keyset pages.
  * GET /admin/usage: requests, errors, tokens and cost per tenant and model per hour or day.
  * GET /admin/request-log: this instance's log writer (buffer, spill, database state).
+ * POST /admin/reload: reload the config now, as SIGHUP does, and answer with the outcome (200
+ *   either way: the request worked; `result` says whether the config was applied). Another way
+ *   than a signal, which needs the right pid and a shell on the host.
  */
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   app.get('/admin/breakers', { config: { admin: true } }, async () => ({
@@ -63,6 +73,11 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     return read(() => requestLog.usage(filter));
   });
   app.get('/admin/request-log', { config: { admin: true } }, async () => log().stats());
+  app.post('/admin/reload', { config: { admin: true } }, async () => {
+    if (deps.reload === undefined)
+      throw new SluiceError('not_found', 'This gateway cannot reload its config.');
+    return deps.reload('POST /admin/reload');
+  });
   app.get('/admin/limits', { config: { admin: true } }, async () => {
     const store = deps.limiter.store;
     const sample = deps.shedder.lastSample;
