@@ -411,7 +411,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   const drain = new DrainCut();
   registerInferenceRoutes(app, { pools, health, metrics, limiter, queues, drain });
   registerAdminRoutes(app, { health, limiter, shedder, queues, requestLog, reload: deps.reload });
-  await registerPassthrough(app, { pools, limiter });
+  await registerPassthrough(app, { pools, limiter, drain });
 
   return {
     app,

@@ -7,7 +7,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { request } from 'undici';
-import { baseConfig, behaviourProviders, chatBody, startHarness, waitFor } from '../helpers/harness.ts';
+import {
+  baseConfig,
+  behaviourProviders,
+  chatBody,
+  startHarness,
+  TENANT_KEY,
+  waitFor,
+} from '../helpers/harness.ts';
 import { createTestDatabase, requirePostgres } from '../helpers/postgres.ts';
 import { cleanups, openTestLog } from '../helpers/request-log.ts';
 
@@ -161,4 +168,22 @@ test('a drain that ends in time cuts nothing', async (t) => {
   assert.match(await text, /data: \[DONE\]\n\n$/);
   assert.ok(!h.logs.some((l) => String(l.msg).startsWith('drain timeout')));
   assert.ok(h.logs.some((l) => l.msg === 'request' && l.model === 'paced' && l.status === 200 && !l.code));
+});
+
+test('a pass-through request still waiting at the drain timeout gets 503 shutting_down', async (t) => {
+  const h = await startHarness();
+  t.after(() => h.fake.close());
+  // The harness lets acme through to /v1/files; the fake provider answers in 20 s.
+  const pending = request(`${h.url}/v1/files`, {
+    headers: { authorization: `Bearer ${TENANT_KEY}`, 'x-fake-headers-delay-ms': '20000' },
+  });
+  await waitFor(() => h.fake.stats.inFlight === 1, 5_000, 'the call upstream');
+  await h.gateway.shutdown(300);
+  const res = await pending;
+  assert.equal(res.statusCode, 503);
+  const body = (await res.body.json()) as { error: { code: string } };
+  assert.equal(body.error.code, 'shutting_down');
+  await waitFor(() => h.fake.stats.inFlight === 0 && h.fake.stats.aborted === 1, 5_000, 'upstream aborted');
+  const line = h.logs.find((l) => l.msg === 'request' && l.route === '/v1/files');
+  assert.deepEqual([line?.status, line?.code], [503, 'shutting_down']);
 });

@@ -20,14 +20,17 @@ import type { PassthroughConfig } from '../../config/schema.ts';
 import { SluiceError } from '../../errors/sluice-error.ts';
 import type { Limiter } from '../../limits/limiter.ts';
 import { inferencePath, PassthroughRules } from '../../routing/passthrough-rules.ts';
-import { readBounded } from '../../upstream/call.ts';
+import { discardBody, readBounded } from '../../upstream/call.ts';
 import { classifyUpstreamError, providerErrorFromResponse, UpstreamAbort } from '../../upstream/classify.ts';
 import type { UpstreamPools } from '../../upstream/pools.ts';
+import type { DrainCut } from '../drain-cut.ts';
 import { normalisePath } from '../path-normalise.ts';
 
 export interface PassthroughDeps {
   readonly pools: UpstreamPools;
   readonly limiter: Limiter;
+  /** Where requests register so a drain that times out ends them with shutting_down. */
+  readonly drain: DrainCut;
 }
 
 const PREFIX = '/v1';
@@ -154,8 +157,17 @@ async function passThrough(request: FastifyRequest, reply: FastifyReply, deps: P
     provider.timeouts.totalTimeoutMs,
   );
   ctx.onClientGone = () => controller.abort(new UpstreamAbort('client_closed_request'));
+  // The drain's cut: a request still waiting gets 503 shutting_down; a relayed answer is cut, and
+  // its log line and row say Sluice cut it, not the client.
+  deps.drain.add(controller);
+  controller.signal.addEventListener('abort', () => {
+    if (!isShutdownCut(controller.signal.reason)) return;
+    ctx.errorCode ??= 'shutting_down';
+    if (reply.raw.headersSent) ctx.truncated = true;
+  });
   const cleanup = () => {
     clearTimeout(timer);
+    deps.drain.delete(controller);
     ctx.onClientGone = undefined;
   };
   reply.raw.once('close', cleanup);
@@ -259,19 +271,14 @@ function decoded(body: Readable, encoding: string | string[] | undefined): Reada
   return body.pipe(decoder);
 }
 
-/**
- * Gives up a provider body nobody reads. An undici body destroyed before its end emits an 'error';
- * with no listener that would be an uncaught exception, so one is always there.
- */
-function discardBody(body: Readable): void {
-  body.on('error', ignore);
-  if (!body.destroyed) body.destroy();
-}
-
 function ignore(): void {}
 
 function headerText(value: string | string[] | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined;
+}
+
+function isShutdownCut(reason: unknown): boolean {
+  return reason instanceof UpstreamAbort && reason.kind === 'shutting_down';
 }
 
 function notFound(request: FastifyRequest, path: string): SluiceError {
