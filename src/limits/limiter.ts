@@ -285,13 +285,7 @@ export class Limiter {
     const specs = tenant.requests ? [tenant.requests] : [];
     const conc = tenant.concurrency;
     if (specs.length === 0 && !conc) return undefined;
-    const lease = conc && {
-      key: conc.key,
-      id: this.#leaseId(),
-      max: conc.max,
-      ttlMs: input.runtime.config.limits.leaseTtlMs,
-      shadow: conc.shadow,
-    };
+    const lease = this.#lease(conc, input.runtime);
     try {
       const { hold, headers } = await this.#decideTenant(
         { specs, costs: specs.map(() => 1), lease },
@@ -328,15 +322,20 @@ export class Limiter {
         costs.push(estimate);
       }
     }
-    const conc = tenant.concurrency;
-    const lease = conc && {
-      key: conc.key,
-      id: this.#leaseId(),
-      max: conc.max,
-      ttlMs: input.runtime.config.limits.leaseTtlMs,
-      shadow: conc.shadow,
-    };
-    return { specs, costs, lease };
+    return { specs, costs, lease: this.#lease(tenant.concurrency, input.runtime) };
+  }
+
+  /** A new concurrency lease for the tenant's cap, when it has one. */
+  #lease(conc: TenantPlan['concurrency'], runtime: Runtime): TenantCall['lease'] {
+    return (
+      conc && {
+        key: conc.key,
+        id: this.#leaseId(),
+        max: conc.max,
+        ttlMs: runtime.config.limits.leaseTtlMs,
+        shadow: conc.shadow,
+      }
+    );
   }
 
   async #decideTenant(call: TenantCall, failOpen: boolean): Promise<TenantOutcome> {

@@ -99,7 +99,8 @@ function untilAborted(
   });
 }
 
-function headerText(value: string | string[] | undefined): string | undefined {
+/** A response header's value when it came once; a repeated header is not trusted. */
+export function headerText(value: string | string[] | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 

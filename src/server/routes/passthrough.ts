@@ -20,7 +20,7 @@ import type { PassthroughConfig } from '../../config/schema.ts';
 import { SluiceError } from '../../errors/sluice-error.ts';
 import type { Limiter } from '../../limits/limiter.ts';
 import { inferencePath, PassthroughRules } from '../../routing/passthrough-rules.ts';
-import { discardBody, readBounded } from '../../upstream/call.ts';
+import { discardBody, headerText, readBounded } from '../../upstream/call.ts';
 import { classifyUpstreamError, providerErrorFromResponse, UpstreamAbort } from '../../upstream/classify.ts';
 import type { UpstreamPools } from '../../upstream/pools.ts';
 import type { DrainCut } from '../drain-cut.ts';
@@ -272,10 +272,6 @@ function decoded(body: Readable, encoding: string | string[] | undefined): Reada
 }
 
 function ignore(): void {}
-
-function headerText(value: string | string[] | undefined): string | undefined {
-  return typeof value === 'string' ? value : undefined;
-}
 
 function isShutdownCut(reason: unknown): boolean {
   return reason instanceof UpstreamAbort && reason.kind === 'shutting_down';
