@@ -3,27 +3,12 @@
  * runtime validation (ajv) and the published `config/schema.json` (`npm run schema`).
  * Unknown keys are refused everywhere: a typo must fail loudly, not be ignored.
  */
-import { type Static, type TObject, type TProperties, type TSchema, Type } from '@sinclair/typebox';
-import { ADDRESS_OR_CIDR_PATTERN } from './address-pattern.ts';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { DEFAULTS, PRIORITIES } from './defaults.ts';
-
-const closed = <T extends TProperties>(properties: T, description?: string): TObject<T> =>
-  Type.Object(properties, { additionalProperties: false, ...(description ? { description } : {}) });
-
-const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' });
-/** A string enum as JSON Schema `enum` (clearer errors than a union of literals). */
-const StringEnum = <T extends string>(values: readonly T[], options: Record<string, unknown> = {}) =>
-  Type.Unsafe<T>({ type: 'string', enum: [...values], ...options });
-/** A name-keyed map whose keys must be valid names. */
-const NamedMap = <T extends TSchema>(item: T, options: Record<string, unknown> = {}) =>
-  Type.Record(Name, item, { additionalProperties: false, ...options });
-const Milliseconds = (description: string, def?: number) =>
-  Type.Integer({
-    minimum: 1,
-    maximum: 86_400_000,
-    description,
-    ...(def === undefined ? {} : { default: def }),
-  });
+import { closed, Milliseconds, ModelName, Name, NamedMap, Share, StringEnum } from './schema-kit.ts';
+import { type BucketSchema, LimitsSchema, type TenantLimitsSchema } from './schema-limits.ts';
+import { RequestLogSchema } from './schema-request-log.ts';
+import { ServerSchema } from './schema-server.ts';
 
 export const TimeoutsSchema = closed(
   {
@@ -100,8 +85,6 @@ export const DeploymentSchema = closed({
     ),
   ),
 });
-
-const ModelName = Type.String({ pattern: '^[^\\x00-\\x1f]{1,256}$' });
 
 export const ModelSchema = closed({
   deployments: Type.Array(DeploymentSchema, { minItems: 1, maxItems: 64 }),
@@ -206,168 +189,6 @@ export const TenantSchema = closed({
   ),
 });
 
-const Shadow = Type.Boolean({
-  default: false,
-  description: 'Evaluate and report (metrics, log) but do not enforce: to dark-launch a limit.',
-});
-
-export const BucketSchema = closed(
-  {
-    limit: Type.Integer({ minimum: 1, maximum: 1e12, description: 'Refill amount per `per`.' }),
-    per: StringEnum(['second', 'minute', 'hour', 'day'] as const),
-    burst: Type.Optional(
-      Type.Integer({
-        minimum: 1,
-        maximum: 1e12,
-        description: 'Bucket size: the most that can be spent at once. Defaults to `limit`.',
-      }),
-    ),
-    shadow: Shadow,
-  },
-  'A token bucket: refills `limit` per `per`, holds at most `burst`.',
-);
-
-const RateLimitsSchema = {
-  requests: Type.Optional(BucketSchema),
-  tokens: Type.Optional(BucketSchema),
-};
-
-export const TenantLimitsSchema = closed({
-  ...RateLimitsSchema,
-  concurrency: Type.Optional(
-    closed(
-      { max: Type.Integer({ minimum: 1, maximum: 1_000_000 }), shadow: Shadow },
-      'Requests of this tenant in flight at once, across all instances.',
-    ),
-  ),
-  models: Type.Optional(
-    Type.Record(ModelName, closed(RateLimitsSchema), {
-      additionalProperties: false,
-      description: 'Buckets for this tenant on one model, on top of the tenant-wide ones.',
-    }),
-  ),
-  failureMode: Type.Optional(
-    StringEnum(['open', 'closed'] as const, { description: 'Overrides limits.redis.failureMode.' }),
-  ),
-});
-
-const Share = (def: number) => Type.Number({ exclusiveMinimum: 0, maximum: 1, default: def });
-
-export const LimitsSchema = closed({
-  redis: Type.Optional(
-    closed({
-      url: Type.Optional(
-        Type.String({
-          pattern: '^(rediss?://.+|.*\\$\\{.*)?$',
-          description:
-            'redis:// or rediss:// URL; empty or absent = in-memory limits (one instance). Usually ${REDIS_URL:-}.',
-        }),
-      ),
-      keyPrefix: Type.String({
-        pattern: '^[A-Za-z0-9._:-]{1,64}$',
-        default: DEFAULTS.limits.redis.keyPrefix,
-      }),
-      commandTimeoutMs: Type.Integer({
-        minimum: 1,
-        maximum: 10_000,
-        default: DEFAULTS.limits.redis.commandTimeoutMs,
-      }),
-      failureMode: StringEnum(['open', 'closed'] as const, { default: DEFAULTS.limits.redis.failureMode }),
-      failuresToOpen: Type.Integer({
-        minimum: 1,
-        maximum: 1000,
-        default: DEFAULTS.limits.redis.failuresToOpen,
-      }),
-      cooldownMs: Type.Integer({ minimum: 100, maximum: 600_000, default: DEFAULTS.limits.redis.cooldownMs }),
-    }),
-  ),
-  leaseTtlMs: Type.Integer({ minimum: 500, maximum: 3_600_000, default: DEFAULTS.limits.leaseTtlMs }),
-  tokenEstimate: Type.Optional(
-    closed({
-      charsPerToken: Type.Number({
-        exclusiveMinimum: 0,
-        maximum: 100,
-        default: DEFAULTS.limits.tokenEstimate.charsPerToken,
-      }),
-      defaultMaxTokens: Type.Integer({
-        minimum: 0,
-        maximum: 10_000_000,
-        default: DEFAULTS.limits.tokenEstimate.defaultMaxTokens,
-      }),
-    }),
-  ),
-  worker: Type.Optional(
-    closed({
-      enabled: Type.Boolean({ default: DEFAULTS.limits.worker.enabled }),
-      maxEventLoopDelayMs: Type.Number({
-        exclusiveMinimum: 0,
-        maximum: 60_000,
-        default: DEFAULTS.limits.worker.maxEventLoopDelayMs,
-      }),
-      maxUtilization: Type.Number({
-        exclusiveMinimum: 0,
-        maximum: 1,
-        default: DEFAULTS.limits.worker.maxUtilization,
-      }),
-      sampleIntervalMs: Type.Integer({
-        minimum: 20,
-        maximum: 60_000,
-        default: DEFAULTS.limits.worker.sampleIntervalMs,
-      }),
-      escalateAfterSamples: Type.Integer({
-        minimum: 1,
-        maximum: 1000,
-        default: DEFAULTS.limits.worker.escalateAfterSamples,
-      }),
-      recoverAfterSamples: Type.Integer({
-        minimum: 1,
-        maximum: 1000,
-        default: DEFAULTS.limits.worker.recoverAfterSamples,
-      }),
-      recoverRatio: Type.Number({
-        exclusiveMinimum: 0,
-        maximum: 1,
-        default: DEFAULTS.limits.worker.recoverRatio,
-      }),
-      retryAfterSeconds: Type.Integer({
-        minimum: 1,
-        maximum: 3600,
-        default: DEFAULTS.limits.worker.retryAfterSeconds,
-      }),
-    }),
-  ),
-  fleet: Type.Optional(
-    closed({
-      shares: Type.Optional(
-        closed(
-          {
-            batch: Share(DEFAULTS.limits.fleetShares.batch),
-            standard: Share(DEFAULTS.limits.fleetShares.standard),
-            critical: Share(DEFAULTS.limits.fleetShares.critical),
-          },
-          "Share of each model's maxInFlight a priority may fill; must be batch <= standard <= critical.",
-        ),
-      ),
-      models: Type.Optional(
-        Type.Record(
-          ModelName,
-          closed({ maxInFlight: Type.Integer({ minimum: 1, maximum: 10_000_000 }), shadow: Shadow }),
-          {
-            additionalProperties: false,
-            description: 'Fleet-wide in-flight capacity of a model, all instances and tenants together.',
-          },
-        ),
-      ),
-    }),
-  ),
-  tenants: Type.Optional(NamedMap(TenantLimitsSchema)),
-  providers: Type.Optional(
-    NamedMap(closed(RateLimitsSchema), {
-      description: "Outbound budgets: stay inside each provider key's own RPM/TPM.",
-    }),
-  ),
-});
-
 export const QueueSchema = closed(
   {
     enabled: Type.Boolean({ default: DEFAULTS.queue.enabled }),
@@ -392,75 +213,6 @@ export const QueueSchema = closed(
     ),
   },
   "Admission queues: requests beyond a model's maxConcurrent wait here, bounded and by priority (docs/queue.md).",
-);
-
-const PostgresUrl = (description: string) =>
-  Type.String({
-    pattern: '^(postgres(ql)?://.+|.*\\$\\{.*)?$',
-    maxLength: 4096,
-    description: `${description} Empty: not set.`,
-  });
-
-export const RequestLogSchema = closed(
-  {
-    enabled: Type.Boolean({ default: DEFAULTS.requestLog.enabled }),
-    url: Type.Optional(
-      PostgresUrl(
-        'Postgres (or PgBouncer) URL. Default: $DATABASE_URL; with neither, embedded PGlite under dataDir. Use ${ENV} for the password.',
-      ),
-    ),
-    replicaUrl: Type.Optional(PostgresUrl('Read replica for /admin/requests and /admin/usage.')),
-    dataDir: Type.String({ minLength: 1, maxLength: 1024, default: DEFAULTS.requestLog.dataDir }),
-    poolSize: Type.Integer({
-      minimum: 1,
-      maximum: 1_000,
-      default: DEFAULTS.requestLog.poolSize,
-      description:
-        'Connections this instance opens; through PgBouncer, count them against its max_client_conn, not its pool.',
-    }),
-    migrate: Type.Boolean({ default: DEFAULTS.requestLog.migrate }),
-    partitionInterval: StringEnum(['hour', 'day'] as const, {
-      default: DEFAULTS.requestLog.partitionInterval,
-    }),
-    partitionsAhead: Type.Integer({ minimum: 1, maximum: 366, default: DEFAULTS.requestLog.partitionsAhead }),
-    retentionDays: Type.Integer({ minimum: 1, maximum: 3_650, default: DEFAULTS.requestLog.retentionDays }),
-    defaultPartition: Type.Boolean({ default: DEFAULTS.requestLog.defaultPartition }),
-    maintenanceIntervalMs: Type.Integer({
-      minimum: 1_000,
-      maximum: 86_400_000,
-      default: DEFAULTS.requestLog.maintenanceIntervalMs,
-    }),
-    lockTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: DEFAULTS.requestLog.lockTimeoutMs }),
-    batchRows: Type.Integer({ minimum: 1, maximum: 10_000, default: DEFAULTS.requestLog.batchRows }),
-    flushIntervalMs: Type.Integer({
-      minimum: 1,
-      maximum: 600_000,
-      default: DEFAULTS.requestLog.flushIntervalMs,
-    }),
-    maxBufferedRows: Type.Integer({
-      minimum: 1,
-      maximum: 10_000_000,
-      default: DEFAULTS.requestLog.maxBufferedRows,
-    }),
-    maxConcurrentWrites: Type.Integer({
-      minimum: 1,
-      maximum: 64,
-      default: DEFAULTS.requestLog.maxConcurrentWrites,
-    }),
-    writeTimeoutMs: Type.Integer({
-      minimum: 1,
-      maximum: 600_000,
-      default: DEFAULTS.requestLog.writeTimeoutMs,
-    }),
-    readTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: DEFAULTS.requestLog.readTimeoutMs }),
-    spillDir: Type.String({ minLength: 1, maxLength: 1024, default: DEFAULTS.requestLog.spillDir }),
-    maxSpillBytes: Type.Integer({
-      minimum: 0,
-      maximum: 1024 ** 4,
-      default: DEFAULTS.requestLog.maxSpillBytes,
-    }),
-  },
-  'The request log: one row per request in Postgres, written in batches off the request path (docs/request-log.md).',
 );
 
 export const MetricsSchema = Type.Object(
@@ -558,105 +310,7 @@ export const PassthroughSchema = closed(
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
-    server: Type.Optional(
-      closed({
-        host: Type.String({ minLength: 1, default: DEFAULTS.server.host }),
-        port: Type.Integer({ minimum: 0, maximum: 65_535, default: DEFAULTS.server.port }),
-        bodyLimitBytes: Type.Integer({
-          minimum: 1024,
-          maximum: 256 * 1024 * 1024,
-          default: DEFAULTS.server.bodyLimitBytes,
-        }),
-        metricsPort: Type.Optional(
-          Type.Integer({
-            minimum: 0,
-            maximum: 65_535,
-            description:
-              'Serve /metrics on this port (same host) instead of the API port; 0 picks a free one. Takes effect on restart.',
-          }),
-        ),
-        drainTimeoutMs: Type.Integer({
-          minimum: 0,
-          maximum: 3_600_000,
-          default: DEFAULTS.server.drainTimeoutMs,
-        }),
-        maxResponseBytes: Type.Integer({
-          minimum: 1024,
-          maximum: 1024 * 1024 * 1024,
-          default: DEFAULTS.server.maxResponseBytes,
-        }),
-        maxJsonDepth: Type.Integer({
-          minimum: 8,
-          maximum: 10_000,
-          default: DEFAULTS.server.maxJsonDepth,
-          description:
-            'Deepest nesting of arrays and objects accepted in a request body; deeper bodies get 400 invalid_request. Takes effect on restart.',
-        }),
-        headersTimeoutMs: Type.Integer({
-          minimum: 100,
-          maximum: 600_000,
-          default: DEFAULTS.server.headersTimeoutMs,
-          description:
-            "From a connection's (or keep-alive request's) first byte until its headers are in; then 408 request_timeout and the connection is closed. At most requestTimeoutMs.",
-        }),
-        requestTimeoutMs: Type.Integer({
-          minimum: 100,
-          maximum: 3_600_000,
-          default: DEFAULTS.server.requestTimeoutMs,
-          description:
-            'From the same start until the whole request, body included, is in; then 408 request_timeout and the connection is closed. Never applies to a request already received (waiting on its provider or streaming).',
-        }),
-        keepAliveTimeoutMs: Type.Integer({
-          minimum: 100,
-          maximum: 3_600_000,
-          default: DEFAULTS.server.keepAliveTimeoutMs,
-          description: 'How long an idle keep-alive connection stays open between requests.',
-        }),
-        maxConnectionsPerAddress: Type.Integer({
-          minimum: 0,
-          maximum: 10_000_000,
-          default: DEFAULTS.server.maxConnectionsPerAddress,
-          description:
-            'Open connections one client address may hold; more are refused at once (503 too_many_connections). 0 = no cap. Trusted proxies are not capped.',
-        }),
-        trustedProxies: Type.Array(Type.String({ pattern: ADDRESS_OR_CIDR_PATTERN }), {
-          maxItems: 1000,
-          default: DEFAULTS.server.trustedProxies,
-          description:
-            'Addresses or CIDRs of proxies in front of Sluice: for connections from them, the client address is the right-most X-Forwarded-For entry that is not a trusted proxy. Empty: X-Forwarded-For is ignored.',
-        }),
-        authFailures: Type.Object(
-          {
-            burst: Type.Integer({
-              minimum: 0,
-              maximum: 1_000_000,
-              default: DEFAULTS.server.authFailures.burst,
-              description:
-                'Failed authentications one client address may make in a row; 0 turns the limit off.',
-            }),
-            perMinute: Type.Integer({
-              minimum: 1,
-              maximum: 1_000_000,
-              default: DEFAULTS.server.authFailures.perMinute,
-              description: 'How fast that allowance refills.',
-            }),
-            maxAddresses: Type.Integer({
-              minimum: 1,
-              maximum: 10_000_000,
-              default: DEFAULTS.server.authFailures.maxAddresses,
-              description:
-                'Addresses tracked at once (least recently failed forgotten first): bounds the memory.',
-            }),
-          },
-          {
-            additionalProperties: false,
-            default: DEFAULTS.server.authFailures,
-            description:
-              'Failed authentications per client address (in memory, per instance); an address that used them up gets 429 too_many_auth_failures for any credentials until its bucket refills.',
-          },
-        ),
-      }),
-    ),
+    server: Type.Optional(ServerSchema),
     logging: Type.Optional(
       closed({
         level: StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, {
