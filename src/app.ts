@@ -22,17 +22,17 @@ import { WorkerShedder, type WorkerShedderSettings } from './limits/worker-shedd
 import { LiveRuntimes } from './live-runtimes.ts';
 import { AdmissionQueues } from './queue/queues.ts';
 import type { RequestLog } from './requestlog/request-log.ts';
-import { costOf } from './requestlog/row.ts';
 import { classifyFailure } from './resilience/failure-class.ts';
 import { HealthRegistry } from './resilience/health.ts';
 import type { Runtime } from './runtime.ts';
 import { ConnectionGuard, httpServerOptions } from './server/connection-guard.ts';
 import type { RequestContext } from './server/context.ts';
 import { CUT_GRACE_MS, DrainCut } from './server/drain-cut.ts';
-import { clientErrorCode, clientErrorHandler, sendError } from './server/error-handler.ts';
+import { clientErrorHandler, sendError } from './server/error-handler.ts';
 import { exceedsJsonDepth } from './server/json-depth.ts';
 import { limitsReadiness, requestLogReadiness } from './server/readiness.ts';
 import { requestIdFor } from './server/request-id.ts';
+import { createRequestRecorder } from './server/request-record.ts';
 import { type ReloadOutcome, registerAdminRoutes } from './server/routes/admin.ts';
 import { type ReadinessCheck, registerHealthRoutes } from './server/routes/health.ts';
 import { registerInferenceRoutes } from './server/routes/inference.ts';
@@ -42,7 +42,6 @@ import type { Metrics } from './telemetry/metrics.ts';
 import { BREAKER_STATE_VALUE, createMetrics } from './telemetry/metrics.ts';
 import { TRACING_OFF, type Tracing } from './telemetry/tracing.ts';
 import { type OriginSettings, UpstreamPools } from './upstream/pools.ts';
-import { sseErrorStatus } from './upstream/relay.ts';
 
 export interface AppDeps {
   logger: Logger;
@@ -87,6 +86,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
   const accessLog = deps.accessLogger ?? deps.logger;
   const requestLog = deps.requestLog;
   const tracing = deps.tracing ?? TRACING_OFF;
+  const record = createRequestRecorder({ metrics, tracing, accessLog, requestLog });
   const pools = deps.pools ?? new UpstreamPools();
   pools.configure(originSettings(runtime));
   metrics.setPoolSource(() => pools.stats());
@@ -297,104 +297,7 @@ export async function buildApp(initial: Runtime, deps: AppDeps): Promise<Gateway
     if (ctx.admission !== undefined || ctx.outboundHold !== undefined) {
       limiter.settle(ctx.admission, ctx.outboundHold, ctx.usage, completed && status < 400);
     }
-    const durationMs = performance.now() - ctx.startedAt;
-    // A request the HTTP layer cut (its body too slow: 408) is not a client that went away.
-    if (!completed && ctx.errorCode === undefined)
-      ctx.errorCode = clientErrorCode(request.raw.socket) ?? 'client_closed_request';
-    const route = ctx.route ?? request.routeOptions.url ?? 'unmatched';
-    const model = ctx.model ?? (ctx.tenant ? 'unknown' : '');
-    // 499 when the client left; a stream cut short (its head said 200) with its SSE error's status.
-    const logged =
-      !completed && ctx.errorCode === 'client_closed_request'
-        ? 499
-        : ctx.truncated
-          ? sseErrorStatus(ctx.errorCode, status)
-          : status;
-    metrics.hot.requests.get(route, model, String(logged), ctx.errorCode ?? '').inc();
-    metrics.hot.duration.get(route, model).observe(durationMs / 1000);
-    let costUsd: number | null = null;
-    if (ctx.usage) {
-      // Bounded by the `metrics` settings: past them, tenants share tenant="_other".
-      const tenant = ctx.tenant ? metrics.tenantLabel(ctx.runtime.config.metrics, ctx.tenant.name) : '';
-      metrics.hot.tokens.get(tenant, model, 'prompt').inc(ctx.usage.promptTokens);
-      metrics.hot.tokens.get(tenant, model, 'completion').inc(ctx.usage.completionTokens);
-      costUsd = costOf(ctx.served?.pricing, ctx.usage.promptTokens, ctx.usage.completionTokens);
-      if (costUsd !== null) metrics.hot.cost.get(tenant, model).inc(costUsd);
-    }
-    if (ctx.fallback !== undefined && completed && status < 400) {
-      metrics.fallbacks.inc({ model, fallback: ctx.fallback });
-    }
-    if (route === '/healthz' || route === '/readyz' || route === '/metrics') return;
-    ctx.trace ??= tracing.startRequest(`${request.method} ${route}`, request.headers.traceparent);
-    const traceId = ctx.trace.traceId;
-    if (tracing.enabled) {
-      ctx.trace.end(
-        {
-          'sluice.request_id': request.id,
-          'sluice.tenant': ctx.tenant?.name ?? '',
-          'sluice.model': ctx.model ?? '',
-          'sluice.deployment': ctx.deployment ?? '',
-          'sluice.attempts': ctx.attempts,
-          'sluice.fallback': ctx.fallback ?? '',
-          'sluice.error_code': ctx.errorCode ?? '',
-          'sluice.stream': ctx.stream,
-          'sluice.queue_wait_ms': ctx.queueWaitMs ?? 0,
-          'gen_ai.usage.input_tokens': ctx.usage?.promptTokens ?? 0,
-          'gen_ai.usage.output_tokens': ctx.usage?.completionTokens ?? 0,
-        },
-        logged,
-      );
-    }
-    if (requestLog !== undefined && ctx.tenant !== undefined) {
-      const tokensIn = ctx.usage?.promptTokens ?? null;
-      const tokensOut = ctx.usage?.completionTokens ?? null;
-      requestLog.record({
-        requestId: request.id,
-        createdAtMs: Math.round(performance.timeOrigin + ctx.startedAt),
-        tenant: ctx.tenant.name,
-        route,
-        model: ctx.model ?? null,
-        deployment: ctx.deployment ?? null,
-        provider: ctx.served?.provider.name ?? null,
-        region: ctx.served?.provider.region ?? null,
-        status: logged,
-        errorCode: ctx.errorCode ?? null,
-        attempts: ctx.attempts,
-        fallback: ctx.fallback ?? null,
-        queueWaitMs: ctx.queueWaitMs ?? null,
-        ttftMs: ctx.firstByteMs ?? null,
-        totalMs: durationMs,
-        tokensIn,
-        tokensOut,
-        costUsd,
-        traceId,
-        streamed: ctx.stream,
-        truncated: ctx.truncated,
-      });
-    }
-    accessLog.info(
-      {
-        requestId: request.id,
-        traceId,
-        tenant: ctx.tenant?.name,
-        method: request.method,
-        route,
-        model: ctx.model,
-        deployment: ctx.deployment,
-        attempts: ctx.attempts || undefined,
-        fallback: ctx.fallback,
-        status: logged,
-        code: ctx.errorCode,
-        stream: ctx.stream,
-        truncated: ctx.truncated || undefined,
-        durationMs: Math.round(durationMs * 1000) / 1000,
-        queueWaitMs: ctx.queueWaitMs === undefined ? undefined : Math.round(ctx.queueWaitMs * 1000) / 1000,
-        firstByteMs: ctx.firstByteMs === undefined ? undefined : Math.round(ctx.firstByteMs * 1000) / 1000,
-        promptTokens: ctx.usage?.promptTokens,
-        completionTokens: ctx.usage?.completionTokens,
-      },
-      'request',
-    );
+    record(request, status, completed);
   }
 
   // The dependencies this app owns report their state on /readyz; main.ts adds its own (config).
