@@ -15,7 +15,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Priority } from '../config/defaults.ts';
-import type { BucketConfig, TenantLimitsConfig } from '../config/schema.ts';
 import { SluiceError } from '../errors/sluice-error.ts';
 import type { Endpoint } from '../providers/openai.ts';
 import type { ModelRoute, ProviderRuntime, Runtime, Tenant } from '../runtime.ts';
@@ -23,73 +22,10 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { Usage } from '../upstream/usage.ts';
 import { estimateTokens } from './estimate.ts';
 import { type FailoverStore, type Lease, RedisUnavailable, type StoreName } from './failover-store.ts';
-import { type BucketReport, headerLimit, rateLimitHeaders } from './headers.ts';
+import { type BucketReport, rateLimitHeaders } from './headers.ts';
 import { limitKeys } from './keys.ts';
+import { type BucketSpec, compilePlan, type Plan, type TenantPlan } from './plan.ts';
 import type { Adjustment, BucketCheck, BucketOutcome, LeaseCheck } from './store.ts';
-
-type Layer = 'requests' | 'tokens' | 'provider_requests' | 'provider_tokens';
-
-interface BucketSpec {
-  readonly key: string;
-  readonly ratePerMs: number;
-  readonly burst: number;
-  /** What x-ratelimit-limit-* reports for this bucket: its rate (headers.ts headerLimit). */
-  readonly headerLimit: number;
-  /** The configured rate, for messages: "20 per minute". */
-  readonly rate: string;
-  readonly shadow: boolean;
-  readonly layer: Layer;
-}
-
-interface RatePlan {
-  readonly requests: BucketSpec | undefined;
-  readonly tokens: BucketSpec | undefined;
-}
-
-interface TenantPlan extends RatePlan {
-  readonly models: ReadonlyMap<string, RatePlan>;
-  readonly concurrency: { key: string; max: number; shadow: boolean } | undefined;
-  readonly failOpen: boolean;
-}
-
-interface Plan {
-  readonly tenants: TenantPlans;
-  readonly fleet: ReadonlyMap<string, { key: string; maxInFlight: number; shadow: boolean }>;
-  readonly providers: ReadonlyMap<string, RatePlan>;
-}
-
-const PER_MS = { second: 1_000, minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
-
-/**
- * A config's tenant plans, each built on its tenant's first request: building all of them at once
- * held the event loop for ~180 ms on the first request after a reload of 50,000 tenants.
- */
-class TenantPlans {
-  readonly #source: Readonly<Record<string, TenantLimitsConfig>>;
-  readonly #build: (name: string, limits: TenantLimitsConfig) => TenantPlan;
-  readonly #built = new Map<string, TenantPlan>();
-
-  constructor(
-    source: Readonly<Record<string, TenantLimitsConfig>>,
-    build: (name: string, limits: TenantLimitsConfig) => TenantPlan,
-  ) {
-    this.#source = source;
-    this.#build = build;
-  }
-
-  has(name: string): boolean {
-    return Object.hasOwn(this.#source, name);
-  }
-
-  get(name: string): TenantPlan | undefined {
-    let plan = this.#built.get(name);
-    if (plan === undefined && Object.hasOwn(this.#source, name)) {
-      plan = this.#build(name, this.#source[name]!);
-      this.#built.set(name, plan);
-    }
-    return plan;
-  }
-}
 
 /** A bucket a decision charged, and how much. */
 interface Charged {
@@ -620,51 +556,4 @@ function headersFor(
     } else if (!tokens || report.remaining < tokens.remaining) tokens = report;
   });
   return rateLimitHeaders(requests, tokens);
-}
-
-function compilePlan(runtime: Runtime): Plan {
-  const limits = runtime.config.limits;
-  const keys = limitKeys(limits.redis.keyPrefix);
-  const bucket = (cfg: BucketConfig | undefined, key: string, layer: Layer): BucketSpec | undefined =>
-    cfg && {
-      key,
-      ratePerMs: cfg.limit / PER_MS[cfg.per],
-      burst: cfg.burst ?? cfg.limit,
-      headerLimit: headerLimit(cfg.limit, cfg.per),
-      rate: `${cfg.limit} per ${cfg.per}`,
-      shadow: cfg.shadow,
-      layer,
-    };
-  const tenants = new TenantPlans(limits.tenants ?? {}, (name, t) => {
-    const models = new Map<string, RatePlan>();
-    for (const [model, m] of Object.entries(t.models ?? {})) {
-      models.set(model, {
-        requests: bucket(m.requests, keys.tenantModel(name, model, 'requests'), 'requests'),
-        tokens: bucket(m.tokens, keys.tenantModel(name, model, 'tokens'), 'tokens'),
-      });
-    }
-    return {
-      requests: bucket(t.requests, keys.tenant(name, 'requests'), 'requests'),
-      tokens: bucket(t.tokens, keys.tenant(name, 'tokens'), 'tokens'),
-      models,
-      concurrency: t.concurrency && {
-        key: keys.tenantInFlight(name),
-        max: t.concurrency.max,
-        shadow: t.concurrency.shadow,
-      },
-      failOpen: (t.failureMode ?? limits.redis.failureMode) === 'open',
-    };
-  });
-  const fleet = new Map<string, { key: string; maxInFlight: number; shadow: boolean }>();
-  for (const [model, f] of Object.entries(limits.fleet.models ?? {})) {
-    fleet.set(model, { key: keys.fleetInFlight(model), maxInFlight: f.maxInFlight, shadow: f.shadow });
-  }
-  const providers = new Map<string, RatePlan>();
-  for (const [name, p] of Object.entries(limits.providers ?? {})) {
-    providers.set(name, {
-      requests: bucket(p.requests, keys.provider(name, 'requests'), 'provider_requests'),
-      tokens: bucket(p.tokens, keys.provider(name, 'tokens'), 'provider_tokens'),
-    });
-  }
-  return { tenants, fleet, providers };
 }
